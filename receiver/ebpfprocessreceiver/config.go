@@ -1,0 +1,169 @@
+package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+
+	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
+)
+
+// Scope values: which processes are watched.
+const (
+	ScopeAll           = "all"
+	ScopePolicyTargets = "policy_targets"
+)
+
+// HTTP monitor modes.
+const (
+	HTTPMonitorAuto   = "auto"
+	HTTPMonitorAlways = "always"
+	HTTPMonitorNever  = "never"
+)
+
+// Config is the receiver's configuration.
+type Config struct {
+	// CollectionInterval is how often processes are discovered and measured.
+	CollectionInterval time.Duration `mapstructure:"collection_interval"`
+
+	metadata.MetricsBuilderConfig `mapstructure:",squash"`
+
+	// Include, when set, watches only processes matching it; Exclude drops
+	// processes matching it.
+	Include ProcessFilter `mapstructure:"include"`
+	Exclude ProcessFilter `mapstructure:"exclude"`
+
+	// Scope is "all" (every process passing the filters) or
+	// "policy_targets" (only processes some policy selector matches).
+	Scope string `mapstructure:"scope"`
+
+	// PolicyExtension names the profilingpolicy extension; it may be left out
+	// when exactly one is configured.
+	PolicyExtension component.ID `mapstructure:"policy_extension"`
+
+	Profiling ProfilingConfig `mapstructure:"profiling"`
+	HTTP      HTTPConfig      `mapstructure:"http"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// ProcessFilter selects processes; a process matches when any listed
+// condition matches.
+type ProcessFilter struct {
+	// Executables are exact executable names.
+	Executables []string `mapstructure:"executables"`
+	// ExecutableRegex is an RE2 regex on the executable name.
+	ExecutableRegex string `mapstructure:"executable_regex"`
+	// CommandLineRegex is an RE2 regex on the full command line.
+	CommandLineRegex string `mapstructure:"command_line_regex"`
+	// PIDs are process IDs.
+	PIDs []int `mapstructure:"pids"`
+}
+
+// IsEmpty reports whether the filter has no condition.
+func (f ProcessFilter) IsEmpty() bool {
+	return len(f.Executables) == 0 && f.ExecutableRegex == "" && f.CommandLineRegex == "" && len(f.PIDs) == 0
+}
+
+// ProfilingConfig configures the profiling tasks.
+type ProfilingConfig struct {
+	OnCPU  OnCPUConfig  `mapstructure:"on_cpu"`
+	OffCPU OffCPUConfig `mapstructure:"off_cpu"`
+	// ReportInterval is how often a running task emits a profile; a final
+	// one is emitted at its end.
+	ReportInterval time.Duration `mapstructure:"report_interval"`
+}
+
+// OnCPUConfig configures on-CPU sampling.
+type OnCPUConfig struct {
+	// Frequency is the sampling frequency in Hz.
+	Frequency int `mapstructure:"frequency"`
+}
+
+// OffCPUConfig configures off-CPU profiling.
+type OffCPUConfig struct {
+	// MinBlock ignores blocks shorter than this.
+	MinBlock time.Duration `mapstructure:"min_block"`
+}
+
+// HTTPConfig configures eBPF HTTP monitoring.
+type HTTPConfig struct {
+	// Monitor is "auto" (loaded only when a policy uses an HTTP monitor),
+	// "always" or "never".
+	Monitor string `mapstructure:"monitor"`
+	// MaxPathsPerProcess caps distinct url.path values per process; the rest
+	// are reported as "_other".
+	MaxPathsPerProcess int `mapstructure:"max_paths_per_process"`
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		CollectionInterval:   time.Second,
+		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		Scope:                ScopeAll,
+		Profiling: ProfilingConfig{
+			OnCPU:          OnCPUConfig{Frequency: 99},
+			OffCPU:         OffCPUConfig{MinBlock: 10 * time.Microsecond},
+			ReportInterval: 10 * time.Second,
+		},
+		HTTP: HTTPConfig{Monitor: HTTPMonitorAuto, MaxPathsPerProcess: 100},
+	}
+}
+
+// Validate checks the configuration; every error names the field and value.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.CollectionInterval < 100*time.Millisecond || cfg.CollectionInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("collection_interval: %v is out of range [100ms, 1m]", cfg.CollectionInterval))
+	}
+	switch cfg.Scope {
+	case ScopeAll, ScopePolicyTargets:
+	default:
+		errs = append(errs, fmt.Errorf("scope: %q is not one of %q, %q", cfg.Scope, ScopeAll, ScopePolicyTargets))
+	}
+	errs = append(errs, cfg.Include.validate("include")...)
+	errs = append(errs, cfg.Exclude.validate("exclude")...)
+	if f := cfg.Profiling.OnCPU.Frequency; f < 1 || f > 1000 {
+		errs = append(errs, fmt.Errorf("profiling.on_cpu.frequency: %d is out of range [1, 1000]", f))
+	}
+	if d := cfg.Profiling.OffCPU.MinBlock; d < 0 || d > time.Second {
+		errs = append(errs, fmt.Errorf("profiling.off_cpu.min_block: %v is out of range [0, 1s]", d))
+	}
+	if d := cfg.Profiling.ReportInterval; d < time.Second || d > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("profiling.report_interval: %v is out of range [1s, 10m]", d))
+	}
+	switch cfg.HTTP.Monitor {
+	case HTTPMonitorAuto, HTTPMonitorAlways, HTTPMonitorNever:
+	default:
+		errs = append(errs, fmt.Errorf("http.monitor: %q is not one of %q, %q, %q", cfg.HTTP.Monitor, HTTPMonitorAuto, HTTPMonitorAlways, HTTPMonitorNever))
+	}
+	if n := cfg.HTTP.MaxPathsPerProcess; n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("http.max_paths_per_process: %d is out of range [1, 10000]", n))
+	}
+	return errors.Join(errs...)
+}
+
+func (f ProcessFilter) validate(field string) []error {
+	var errs []error
+	for _, r := range []struct{ name, re string }{
+		{"executable_regex", f.ExecutableRegex},
+		{"command_line_regex", f.CommandLineRegex},
+	} {
+		if r.re == "" {
+			continue
+		}
+		if _, err := regexp.Compile(r.re); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%s: %q is not a valid RE2 regex: %w", field, r.name, r.re, err))
+		}
+	}
+	for i, pid := range f.PIDs {
+		if pid <= 0 {
+			errs = append(errs, fmt.Errorf("%s.pids[%d]: %d is not a valid PID", field, i, pid))
+		}
+	}
+	return errs
+}

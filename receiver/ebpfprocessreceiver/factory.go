@@ -1,0 +1,62 @@
+package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/xconsumer"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/xreceiver"
+
+	"github.com/contprof/contprof/internal/sharedcomponent"
+	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
+)
+
+// receivers holds one instance per component ID, shared by the metrics,
+// profiles and logs pipelines that use it.
+var receivers sharedcomponent.Map[component.ID, *ebpfReceiver]
+
+// NewFactory creates the ebpfprocess receiver factory.
+func NewFactory() receiver.Factory {
+	return xreceiver.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		xreceiver.WithMetrics(createMetrics, metadata.MetricsStability),
+		xreceiver.WithLogs(createLogs, metadata.LogsStability),
+		xreceiver.WithProfiles(createProfiles, metadata.ProfilesStability),
+	)
+}
+
+func shared(set receiver.Settings, cfg component.Config) (*sharedcomponent.Component[*ebpfReceiver], error) {
+	return receivers.LoadOrStore(set.ID, func() (*ebpfReceiver, error) {
+		return newReceiver(set, cfg.(*Config))
+	})
+}
+
+func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
+	r, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Value.setMetrics(next)
+	return r, nil
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	r, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Value.setLogs(next)
+	return r, nil
+}
+
+func createProfiles(_ context.Context, set receiver.Settings, cfg component.Config, next xconsumer.Profiles) (xreceiver.Profiles, error) {
+	r, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Value.setProfiles(next)
+	return r, nil
+}

@@ -1,0 +1,116 @@
+package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/xconsumer"
+	"go.opentelemetry.io/collector/receiver"
+	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/control"
+)
+
+// ebpfReceiver is the one instance behind all pipelines of a component ID.
+type ebpfReceiver struct {
+	cfg    *Config
+	set    receiver.Settings
+	logger *zap.Logger
+
+	mu       sync.Mutex
+	metrics  consumer.Metrics
+	logs     consumer.Logs
+	profiles xconsumer.Profiles
+
+	ctrl   control.Controller
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	stops  []func()
+}
+
+func newReceiver(set receiver.Settings, cfg *Config) (*ebpfReceiver, error) {
+	return &ebpfReceiver{cfg: cfg, set: set, logger: set.Logger}, nil
+}
+
+func (r *ebpfReceiver) setMetrics(c consumer.Metrics)    { r.mu.Lock(); r.metrics = c; r.mu.Unlock() }
+func (r *ebpfReceiver) setLogs(c consumer.Logs)          { r.mu.Lock(); r.logs = c; r.mu.Unlock() }
+func (r *ebpfReceiver) setProfiles(c xconsumer.Profiles) { r.mu.Lock(); r.profiles = c; r.mu.Unlock() }
+
+// Start finds the policy extension (optional: without it the receiver only
+// emits metrics), starts the metrics loop and registers the task executor.
+func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+
+	ctrl, err := control.FindController(host, r.cfg.PolicyExtension)
+	if err != nil {
+		if r.cfg.PolicyExtension != (component.ID{}) || r.cfg.Scope == ScopePolicyTargets {
+			cancel()
+			return err
+		}
+		r.logger.Info("No profilingpolicy extension: emitting metrics only, no profiling tasks", zap.String("reason", err.Error()))
+	}
+	r.ctrl = ctrl
+
+	if r.metrics != nil {
+		s, err := newScraper(r.cfg, r.set, ctrl)
+		if err != nil {
+			cancel()
+			return err
+		}
+		r.stops = append(r.stops, s.close)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.runMetrics(ctx, s)
+		}()
+	}
+	if r.profiles != nil && ctrl != nil {
+		stop, err := startExecutor(ctx, r, ctrl)
+		if err != nil {
+			cancel()
+			return err
+		}
+		r.stops = append(r.stops, stop)
+	}
+	return nil
+}
+
+func (r *ebpfReceiver) runMetrics(ctx context.Context, s *scraper) {
+	ticker := time.NewTicker(r.cfg.CollectionInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-ticker.C:
+			md, err := s.scrape(ctx, now)
+			if err != nil {
+				r.logger.Warn("Scrape failed", zap.Error(err))
+				continue
+			}
+			if md.ResourceMetrics().Len() == 0 {
+				continue
+			}
+			if err := r.metrics.ConsumeMetrics(ctx, md); err != nil {
+				r.logger.Debug("Metrics not consumed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Shutdown stops everything Start began and waits for it.
+func (r *ebpfReceiver) Shutdown(context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+	return nil
+}
