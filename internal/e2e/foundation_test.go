@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestComponentsListed(t *testing.T) {
+	out, err := runCollector(t, time.Minute, "components")
+	if err != nil {
+		t.Fatalf("components: %v\n%s", err, out)
+	}
+	for _, name := range []string{"ebpfprocess", "continuousprofiling", "profilingpolicy", "otlp_grpc", "debug"} {
+		if !strings.Contains(out, "name: "+name) {
+			t.Errorf("components does not list %q:\n%s", name, out)
+		}
+	}
+}
+
+func TestDefaultConfigRunsAndStopsOnSIGTERM(t *testing.T) {
+	c := startCollector(t, filepath.Join(repoRoot(t), "config", "default.yaml"))
+	c.waitFor("Everything is ready", time.Minute)
+	// Let a few collection intervals pass so the pipelines really run.
+	time.Sleep(3 * time.Second)
+	start := time.Now()
+	exited, err := c.stop(10 * time.Second)
+	if !exited {
+		t.Fatalf("collector did not exit within 10s of SIGTERM")
+	}
+	if err != nil {
+		t.Fatalf("collector exited with %v after SIGTERM:\n%s", err, c.output.String())
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+	if out := c.output.String(); strings.Contains(out, "panic") {
+		t.Fatalf("output mentions a panic:\n%s", out)
+	}
+}
+
+// A bad field under one of our components must stop the collector with a
+// message naming the field.
+func TestInvalidConfigNamesTheField(t *testing.T) {
+	cases := []struct {
+		name, component, want string
+	}{
+		{"unknown receiver field", "receivers:\n  ebpfprocess:\n    colection_interval: 1s\n", "colection_interval"},
+		{"bad receiver value", "receivers:\n  ebpfprocess:\n    collection_interval: 0s\n", "collection_interval"},
+		{"bad receiver scope", "receivers:\n  ebpfprocess:\n    scope: everything\n", "scope"},
+		{"unknown processor field", "processors:\n  continuousprofiling:\n    max_proceses: 5\n", "max_proceses"},
+		{"unknown extension field", "extensions:\n  profilingpolicy:\n    polices: []\n", "polices"},
+	}
+	base := map[string]string{
+		"receivers":  "receivers:\n  ebpfprocess: {}\n",
+		"processors": "processors:\n  continuousprofiling: {}\n",
+		"extensions": "extensions:\n  profilingpolicy:\n    api: { endpoint: localhost:0 }\n",
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sections := map[string]string{}
+			for k, v := range base {
+				sections[k] = v
+			}
+			key := strings.SplitN(tc.component, ":", 2)[0]
+			sections[key] = tc.component
+			cfg := sections["extensions"] + sections["receivers"] + sections["processors"] +
+				"exporters:\n  debug: {}\n" +
+				"service:\n  extensions: [profilingpolicy]\n  pipelines:\n    metrics:\n      receivers: [ebpfprocess]\n      processors: [continuousprofiling]\n      exporters: [debug]\n"
+			out, err := runCollector(t, time.Minute, "--config", writeConfig(t, cfg), "--feature-gates=service.profilesSupport")
+			if err == nil {
+				t.Fatalf("collector accepted a bad config:\n%s", out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("error does not name %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
