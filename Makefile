@@ -32,6 +32,7 @@ $(BUILDER): tools/go.mod tools/go.sum
 collector: $(COLLECTOR)
 
 $(COLLECTOR): $(BUILDER) builder-config.yaml $(GO_SOURCES)
+	@mkdir -p build
 	$(BUILDER) --config builder-config.yaml
 	@mkdir -p bin
 	cp build/otelcol-contprof/otelcol-contprof $(COLLECTOR)
