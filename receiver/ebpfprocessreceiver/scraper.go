@@ -4,25 +4,170 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/procfs"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
 // scraper turns /proc (and later eBPF HTTP) readings into metrics.
-// HOOK POINT for internal/procfs wiring.
 type scraper struct {
-	mb *metadata.MetricsBuilder
+	mb      *metadata.MetricsBuilder
+	scanner *procfs.Scanner
+	// policies is set with scope policy_targets: only processes some
+	// policy selector matches are reported.
+	policies func() *policy.Set
+
+	// targets caches selector decisions per process identity for one
+	// policy set; next is filled during a scrape and replaces it, which
+	// also forgets processes that are gone.
+	targetSet   *policy.Set
+	targets     map[*procfs.Info]bool
+	targetsNext map[*procfs.Info]bool
+
+	// resources caches the built resource per process identity (an Info
+	// never changes), swapped each scrape like targets.
+	resources     map[*procfs.Info]pcommon.Resource
+	resourcesNext map[*procfs.Info]pcommon.Resource
 }
 
-func newScraper(cfg *Config, set receiver.Settings, _ control.Controller) (*scraper, error) {
-	return &scraper{mb: metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set)}, nil
+func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller) (*scraper, error) {
+	sc, err := procfs.New(procfs.Config{
+		Include:         procFilter(cfg.Include),
+		Exclude:         procFilter(cfg.Exclude),
+		OmitCommandLine: !cfg.ResourceAttributes.ProcessCommandLine.Enabled,
+		Logger:          set.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &scraper{
+		mb:          metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
+		scanner:     sc,
+		targets:     map[*procfs.Info]bool{},
+		targetsNext: map[*procfs.Info]bool{},
+
+		resources:     map[*procfs.Info]pcommon.Resource{},
+		resourcesNext: map[*procfs.Info]pcommon.Resource{},
+	}
+	if cfg.Scope == ScopePolicyTargets && ctrl != nil {
+		s.policies = ctrl.Policies
+	}
+	return s, nil
 }
 
-func (s *scraper) scrape(_ context.Context, _ time.Time) (pmetric.Metrics, error) {
+func procFilter(f ProcessFilter) procfs.Filter {
+	pf := procfs.Filter{Executables: f.Executables, PIDs: f.PIDs}
+	if f.ExecutableRegex != "" {
+		pf.ExecutableRegex = []string{f.ExecutableRegex}
+	}
+	if f.CommandLineRegex != "" {
+		pf.CommandLineRegex = []string{f.CommandLineRegex}
+	}
+	return pf
+}
+
+func (s *scraper) scrape(_ context.Context, now time.Time) (pmetric.Metrics, error) {
+	snap, err := s.scanner.Scan(now)
+	if err != nil {
+		return pmetric.NewMetrics(), err
+	}
+	ts := pcommon.NewTimestampFromTime(now)
+	var set *policy.Set
+	if s.policies != nil {
+		set = s.policies()
+	}
+	for i := range snap.Samples {
+		smp := &snap.Samples[i]
+		if set != nil && !s.targeted(smp.Info, set) {
+			continue
+		}
+		s.mb.RecordProcessCPUTimeDataPoint(ts, smp.UserSeconds, metadata.AttributeCPUModeUser)
+		s.mb.RecordProcessCPUTimeDataPoint(ts, smp.SystemSeconds, metadata.AttributeCPUModeSystem)
+		if smp.HasUtilization {
+			s.mb.RecordProcessCPUUtilizationDataPoint(ts, smp.Utilization)
+		}
+		s.mb.RecordProcessThreadCountDataPoint(ts, smp.Threads)
+		s.mb.RecordProcessMemoryUsageDataPoint(ts, smp.RSSBytes)
+		s.mb.EmitForResource(
+			metadata.WithResource(s.resource(smp.Info)),
+			metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(smp.Info.StartTime)),
+		)
+	}
+	if set != nil {
+		s.targets, s.targetsNext = s.targetsNext, s.targets
+		clear(s.targetsNext)
+	}
+	s.resources, s.resourcesNext = s.resourcesNext, s.resources
+	clear(s.resourcesNext)
+	if snap.HasLoad {
+		s.mb.RecordSystemCPULoadAverage1mDataPoint(ts, snap.Load1)
+		rb := s.mb.NewResourceBuilder()
+		rb.SetHostName(snap.HostName)
+		s.mb.EmitForResource(metadata.WithResource(rb.Emit()))
+	}
 	return s.mb.Emit(), nil
 }
 
-func (s *scraper) close() {}
+// targeted reports whether some policy selector matches the process.
+func (s *scraper) targeted(in *procfs.Info, set *policy.Set) bool {
+	if set != s.targetSet {
+		s.targetSet = set
+		clear(s.targets)
+	}
+	ok, known := s.targets[in]
+	if !known {
+		for i := range set.Policies {
+			if set.Policies[i].Selector.Matches(in.Attr) {
+				ok = true
+				break
+			}
+		}
+	}
+	s.targetsNext[in] = ok
+	return ok
+}
+
+func (s *scraper) resource(in *procfs.Info) pcommon.Resource {
+	r, ok := s.resources[in]
+	if !ok {
+		r = s.buildResource(in)
+	}
+	s.resourcesNext[in] = r
+	return r
+}
+
+func (s *scraper) buildResource(in *procfs.Info) pcommon.Resource {
+	rb := s.mb.NewResourceBuilder()
+	rb.SetHostName(in.HostName)
+	rb.SetProcessPid(int64(in.PID))
+	rb.SetProcessParentPid(int64(in.PPID))
+	rb.SetProcessExecutableName(in.ExeName)
+	if in.ExePath != "" {
+		rb.SetProcessExecutablePath(in.ExePath)
+	}
+	if in.CommandLine != "" {
+		rb.SetProcessCommandLine(in.CommandLine)
+	}
+	if in.Owner != "" {
+		rb.SetProcessOwner(in.Owner)
+	}
+	rb.SetProcessCreationTime(in.CreationTime())
+	rb.SetServiceName(in.ServiceName)
+	if in.ServiceInstanceID != "" {
+		rb.SetServiceInstanceID(in.ServiceInstanceID)
+	}
+	if in.ContainerID != "" {
+		rb.SetContainerID(in.ContainerID)
+	}
+	if in.PodUID != "" {
+		rb.SetK8sPodUID(in.PodUID)
+	}
+	return rb.Emit()
+}
+
+func (s *scraper) close() { s.scanner.Close() }
