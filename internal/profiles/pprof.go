@@ -1,0 +1,126 @@
+package profiles
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/google/pprof/profile"
+)
+
+// Pprof converts p to a google pprof profile. Counted kinds with a period
+// (on-CPU) get a second value, count × period, so that `go tool pprof`
+// shows CPU time as it does for Go's own CPU profiles. Resource and trigger
+// attributes become comments ("key=value").
+func (p *Profile) Pprof() *profile.Profile {
+	out := &profile.Profile{
+		SampleType:    []*profile.ValueType{{Type: p.Kind.SampleType, Unit: p.Kind.SampleUnit}},
+		TimeNanos:     p.Start.UnixNano(),
+		DurationNanos: p.End.Sub(p.Start).Nanoseconds(),
+		Period:        p.Kind.Period,
+	}
+	if p.Start.IsZero() {
+		out.TimeNanos = 0
+	}
+	scaled := p.Kind.Period > 0 && p.Kind.SampleUnit == "count"
+	if p.Kind.PeriodType != "" {
+		out.PeriodType = &profile.ValueType{Type: p.Kind.PeriodType, Unit: p.Kind.PeriodUnit}
+	}
+	if scaled {
+		out.SampleType = append(out.SampleType, &profile.ValueType{Type: p.Kind.PeriodType, Unit: p.Kind.PeriodUnit})
+		out.DefaultSampleType = p.Kind.PeriodType
+	}
+
+	type funcKey struct{ name, system, file string }
+	type locKey struct {
+		addr    uint64
+		mapping *profile.Mapping
+		fn      funcKey
+		line    int64
+	}
+	mappings := map[Mapping]*profile.Mapping{}
+	functions := map[funcKey]*profile.Function{}
+	locations := map[locKey]*profile.Location{}
+
+	mappingOf := func(f *Frame) *profile.Mapping {
+		if f.Mapping == nil {
+			return nil
+		}
+		m, ok := mappings[*f.Mapping]
+		if !ok {
+			m = &profile.Mapping{
+				ID:      uint64(len(out.Mapping) + 1),
+				Start:   f.Mapping.Start,
+				Limit:   f.Mapping.Limit,
+				Offset:  f.Mapping.Offset,
+				File:    f.Mapping.File,
+				BuildID: f.Mapping.BuildID,
+			}
+			if m.BuildID == "" {
+				m.BuildID = f.Mapping.GoBuildID
+			}
+			mappings[*f.Mapping] = m
+			out.Mapping = append(out.Mapping, m)
+		}
+		if f.Function != "" {
+			m.HasFunctions = true
+		}
+		if f.File != "" {
+			m.HasFilenames = true
+		}
+		if f.Line != 0 {
+			m.HasLineNumbers = true
+		}
+		return m
+	}
+
+	for _, s := range p.Samples {
+		ps := &profile.Sample{Value: []int64{s.Value}}
+		if scaled {
+			ps.Value = append(ps.Value, s.Value*p.Kind.Period)
+		}
+		ps.Location = make([]*profile.Location, 0, len(s.Frames))
+		for i := range s.Frames {
+			f := &s.Frames[i]
+			m := mappingOf(f)
+			fk := funcKey{f.Function, f.SystemName, f.File}
+			lk := locKey{addr: f.Address, mapping: m, fn: fk, line: f.Line}
+			loc, ok := locations[lk]
+			if !ok {
+				loc = &profile.Location{ID: uint64(len(out.Location) + 1), Mapping: m, Address: f.Address}
+				if f.Function != "" {
+					fn, ok := functions[fk]
+					if !ok {
+						system := f.SystemName
+						if system == "" {
+							system = f.Function
+						}
+						fn = &profile.Function{ID: uint64(len(out.Function) + 1), Name: f.Function, SystemName: system, Filename: f.File}
+						functions[fk] = fn
+						out.Function = append(out.Function, fn)
+					}
+					loc.Line = []profile.Line{{Function: fn, Line: f.Line}}
+				}
+				locations[lk] = loc
+				out.Location = append(out.Location, loc)
+			}
+			ps.Location = append(ps.Location, loc)
+		}
+		out.Sample = append(out.Sample, ps)
+	}
+
+	out.Comments = append(commentsOf(p.Resource), commentsOf(p.Attributes)...)
+	return out
+}
+
+func commentsOf(attrs map[string]any) []string {
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s=%v", k, attrs[k]))
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+package symbolize
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// procMapping is one line of /proc/PID/maps.
+type procMapping struct {
+	start, end, offset uint64
+	perms              string
+	inode              uint64
+	path               string // as the process sees it, " (deleted)" removed
+	deleted            bool
+}
+
+func (m *procMapping) executable() bool { return strings.Contains(m.perms, "x") }
+
+// fileBacked reports whether the mapping is of a regular file (not
+// anonymous memory, [vdso], [stack], ...).
+func (m *procMapping) fileBacked() bool {
+	return m.inode != 0 && strings.HasPrefix(m.path, "/")
+}
+
+func parseProcMaps(r io.Reader) ([]procMapping, error) {
+	var out []procMapping
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// 55d4c7a00000-55d4c7a01000 r-xp 00001000 fe:01 1234  /usr/bin/app
+		line := sc.Text()
+		fields := strings.SplitN(line, " ", 6)
+		if len(fields) < 5 {
+			continue
+		}
+		addrs := strings.SplitN(fields[0], "-", 2)
+		if len(addrs) != 2 {
+			return nil, fmt.Errorf("maps: bad address range %q", fields[0])
+		}
+		start, err1 := strconv.ParseUint(addrs[0], 16, 64)
+		end, err2 := strconv.ParseUint(addrs[1], 16, 64)
+		off, err3 := strconv.ParseUint(fields[2], 16, 64)
+		inode, err4 := strconv.ParseUint(fields[4], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			return nil, fmt.Errorf("maps: bad line %q", line)
+		}
+		m := procMapping{start: start, end: end, offset: off, perms: fields[1], inode: inode}
+		if len(fields) == 6 {
+			m.path = strings.TrimLeft(fields[5], " ")
+		}
+		if p, ok := strings.CutSuffix(m.path, " (deleted)"); ok {
+			m.path, m.deleted = p, true
+		}
+		out = append(out, m)
+	}
+	return out, sc.Err()
+}
+
+// perfMap is a JIT runtime's /tmp/perf-PID.map: "START SIZE name" in hex.
+type perfMap struct {
+	path  string
+	size  int64
+	mtime time.Time
+	syms  symtab
+}
+
+func parsePerfMap(r io.Reader) (symtab, error) {
+	var syms symtab
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.SplitN(strings.TrimSpace(sc.Text()), " ", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(strings.TrimPrefix(fields[0], "0x"), 16, 64)
+		size, err2 := strconv.ParseUint(strings.TrimPrefix(fields[1], "0x"), 16, 64)
+		if err1 != nil || err2 != nil || size == 0 {
+			continue
+		}
+		syms = append(syms, symbol{addr: start, size: size, name: fields[2]})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	// Later entries win: JITs may reuse code memory.
+	for i, j := 0, len(syms)-1; i < j; i, j = i+1, j-1 {
+		syms[i], syms[j] = syms[j], syms[i]
+	}
+	return syms.sortDedupFirst(), nil
+}
+
+// sortDedupFirst sorts by address and keeps the first symbol per address.
+func (t symtab) sortDedupFirst() symtab {
+	sort.SliceStable(t, func(i, j int) bool { return t[i].addr < t[j].addr })
+	out := t[:0]
+	for _, s := range t {
+		if n := len(out); n > 0 && out[n-1].addr == s.addr {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// refresh re-reads the perf map when it changed.
+func (pm *perfMap) refresh() {
+	st, err := os.Stat(pm.path)
+	if err != nil {
+		return // keep what we had: the process may have exited
+	}
+	if st.Size() == pm.size && st.ModTime().Equal(pm.mtime) {
+		return
+	}
+	f, err := os.Open(pm.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syms, err := parsePerfMap(f); err == nil {
+		pm.syms, pm.size, pm.mtime = syms, st.Size(), st.ModTime()
+	}
+}
