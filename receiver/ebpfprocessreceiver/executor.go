@@ -2,12 +2,121 @@ package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebp
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/oncpu"
+	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/profiles"
+	"github.com/contprof/contprof/internal/symbolize"
+	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
+// profileRun is a started profiling task of one process.
+type profileRun interface {
+	Run(ctx context.Context, emit func(*profiles.Profile)) error
+}
+
+// executor runs the extension's tasks. Profilers are loaded only while a
+// task runs (the managers load on the first subscription).
+type executor struct {
+	r    *ebpfReceiver
+	host component.Host
+	// stopCtx ends every task at Shutdown.
+	stopCtx context.Context
+
+	oncpu *oncpu.Manager
+	sym   *symbolize.Symbolizer
+
+	wg sync.WaitGroup
+}
+
 // startExecutor registers the receiver as the executor of profiling tasks.
-// HOOK POINT for the on-CPU / off-CPU / network task runners.
-func startExecutor(_ context.Context, _ *ebpfReceiver, _ control.Controller) (stop func(), err error) {
-	return func() {}, nil
+func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ctrl control.Controller) (stop func(), err error) {
+	mgr, err := oncpu.NewManager(oncpu.Options{Frequency: r.cfg.Profiling.OnCPU.Frequency})
+	if err != nil {
+		return nil, fmt.Errorf("profiling.on_cpu: %w", err)
+	}
+	e := &executor{r: r, host: host, stopCtx: ctx, oncpu: mgr, sym: symbolize.New(symbolize.Options{})}
+	unregister := ctrl.RegisterExecutor(e)
+	return func() {
+		unregister()
+		// The caller cancelled ctx: every task ends and emits what it has.
+		e.wg.Wait()
+		_ = e.oncpu.Close()
+	}, nil
+}
+
+// Targets lists what this receiver can profile.
+func (e *executor) Targets() []policy.Target {
+	return []policy.Target{policy.TargetOnCPU}
+}
+
+// StartTask starts t; an error means it did not start.
+func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.TaskSink) error {
+	if len(t.Process) != 1 {
+		return fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))
+	}
+	proc := t.Process[0]
+	var run profileRun
+	switch t.Target {
+	case policy.TargetOnCPU:
+		r, err := oncpu.StartTask(e.oncpu, e.sym, oncpu.Task{
+			PID:            proc.PID,
+			Duration:       t.Duration,
+			ReportInterval: e.r.cfg.Profiling.ReportInterval,
+			Resource:       proc.Attributes,
+			Attributes:     profiles.TaskAttributes(t),
+		})
+		if err != nil {
+			e.reportStartFailure(t, err)
+			return err
+		}
+		run = r
+	default:
+		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	stopOnShutdown := context.AfterFunc(e.stopCtx, cancel)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		defer stopOnShutdown()
+		err := run.Run(runCtx, func(p *profiles.Profile) { e.emit(t, p, sink) })
+		if errors.Is(err, context.Canceled) && e.stopCtx.Err() != nil {
+			err = errors.New("collector shut down before the task's end")
+		}
+		sink.Done(err)
+	}()
+	return nil
+}
+
+// emit sends one report interval to the profiles pipeline and hands it to
+// the extension for download.
+func (e *executor) emit(t control.Task, p *profiles.Profile, sink control.TaskSink) {
+	sink.AddProfile(p.Pprof())
+	pd := profiles.ToPprofile(metadata.ScopeName, p)
+	// Not the task's context: the final profile of a cancelled task must
+	// still be exported.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.r.profiles.ConsumeProfiles(ctx, pd); err != nil {
+		e.r.logger.Warn("Profile not exported", zap.String("task", t.ID), zap.Error(err))
+	}
+}
+
+// reportStartFailure surfaces a missing privilege or kernel feature through
+// component status, so it shows without reading the task history.
+func (e *executor) reportStartFailure(t control.Task, err error) {
+	e.r.logger.Warn("Profiling task did not start", zap.String("task", t.ID), zap.String("target", string(t.Target)), zap.Error(err))
+	componentstatus.ReportStatus(e.host, componentstatus.NewRecoverableErrorEvent(fmt.Errorf("%s task did not start: %w", t.Target, err)))
 }

@@ -69,7 +69,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 		}()
 	}
 	if r.profiles != nil && ctrl != nil {
-		stop, err := startExecutor(ctx, r, ctrl)
+		stop, err := startExecutor(ctx, r, host, ctrl)
 		if err != nil {
 			cancel()
 			return err
