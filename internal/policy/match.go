@@ -14,19 +14,22 @@ func (s Selector) Matches(get func(key string) (string, bool)) bool {
 	return true
 }
 
-// Matches reports whether v satisfies the matcher.
+// Matches reports whether v satisfies the matcher. Validate compiles the
+// regex up front; a matcher that was never validated compiles it on every
+// call rather than caching it, because caching here would be a data race
+// between concurrent readers.
 func (m *Matcher) Matches(v string) bool {
-	if m.Regex != "" {
-		if m.re == nil {
-			re, err := regexp.Compile(m.Regex)
-			if err != nil {
-				return false
-			}
-			m.re = re
-		}
-		return m.re.MatchString(v)
+	if m.Regex == "" {
+		return m.Exact == v
 	}
-	return m.Exact == v
+	re := m.re
+	if re == nil {
+		var err error
+		if re, err = regexp.Compile(m.Regex); err != nil {
+			return false
+		}
+	}
+	return re.MatchString(v)
 }
 
 // HasURIFilter reports whether the item restricts which request paths count.
@@ -42,15 +45,15 @@ func (it *Item) MatchURI(path string) bool {
 		}
 		return false
 	}
-	if it.URIRegex != "" {
-		if it.uriRe == nil {
-			re, err := regexp.Compile(it.URIRegex)
-			if err != nil {
-				return false
-			}
-			it.uriRe = re
-		}
-		return it.uriRe.MatchString(path)
+	if it.URIRegex == "" {
+		return true
 	}
-	return true
+	re := it.uriRe
+	if re == nil {
+		var err error
+		if re, err = regexp.Compile(it.URIRegex); err != nil {
+			return false
+		}
+	}
+	return re.MatchString(path)
 }

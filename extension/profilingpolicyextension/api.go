@@ -1,0 +1,453 @@
+package profilingpolicyextension // import "github.com/contprof/contprof/extension/profilingpolicyextension"
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/policysource"
+	"github.com/contprof/contprof/internal/taskcontrol"
+)
+
+// defaultManualDuration is the duration of a task started through the API
+// without one.
+const defaultManualDuration = time.Minute
+
+func (e *profilingPolicy) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/policies", methods(map[string]http.HandlerFunc{http.MethodGet: e.getPolicies}))
+	mux.HandleFunc("/api/v1/processes", methods(map[string]http.HandlerFunc{http.MethodGet: e.getProcesses}))
+	mux.HandleFunc("/api/v1/tasks", methods(map[string]http.HandlerFunc{http.MethodGet: e.getTasks, http.MethodPost: e.postTask}))
+	mux.HandleFunc("/api/v1/tasks/{id}", methods(map[string]http.HandlerFunc{http.MethodGet: e.getTask}))
+	mux.HandleFunc("/api/v1/tasks/{id}/profile", methods(map[string]http.HandlerFunc{http.MethodGet: e.getProfile}))
+	mux.HandleFunc("/api/v1/tasks/{id}/cancel", methods(map[string]http.HandlerFunc{http.MethodPost: e.cancelTask}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (see /api/v1/policies, /api/v1/processes, /api/v1/tasks)")
+	})
+	return mux
+}
+
+// methods dispatches by method and answers others with a JSON 405.
+func methods(hs map[string]http.HandlerFunc) http.HandlerFunc {
+	allowed := make([]string, 0, len(hs))
+	for m := range hs {
+		allowed = append(allowed, m)
+	}
+	sort.Strings(allowed)
+	allow := strings.Join(allowed, ", ")
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, ok := hs[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = hs[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+			return
+		}
+		h(w, r)
+	}
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	// Until is set when a task request was refused by a silence.
+	Until *time.Time `json:"until,omitempty"`
+	// Refused lists per-process refusals of a manual task request.
+	Refused []refusalView `json:"refused,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(apiError{Error: "encoding the response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// ---- policies ----
+
+type policiesView struct {
+	Version   string                      `json:"version"`
+	LoadedAt  time.Time                   `json:"loaded_at"`
+	LastError string                      `json:"last_error,omitempty"`
+	Sources   []policysource.SourceStatus `json:"sources"`
+	Policies  []policyView                `json:"policies"`
+	// Manual summarises tasks started through the API.
+	Manual []processSummaryView `json:"manual_processes,omitempty"`
+}
+
+type policyView struct {
+	Name     string          `json:"name"`
+	Source   string          `json:"source"`
+	Selector policy.Selector `json:"selector,omitempty"`
+	Target   policy.Target   `json:"target"`
+	Duration string          `json:"duration"`
+	Silence  string          `json:"silence"`
+	Items    []policy.Item   `json:"items"`
+	// Processes that had tasks of this policy in the last 48 hours, most
+	// tasks first.
+	Processes []processSummaryView `json:"processes"`
+}
+
+type processSummaryView struct {
+	Process     control.Process `json:"process"`
+	Tasks       int             `json:"tasks_48h"`
+	LastTrigger time.Time       `json:"last_trigger"`
+}
+
+func summaryViews(list []taskcontrol.ProcessSummary) []processSummaryView {
+	out := make([]processSummaryView, 0, len(list))
+	for _, s := range list {
+		out = append(out, processSummaryView{Process: s.Process, Tasks: s.Tasks, LastTrigger: s.LastTrigger})
+	}
+	return out
+}
+
+func (e *profilingPolicy) getPolicies(w http.ResponseWriter, _ *http.Request) {
+	set := e.Policies()
+	summary := e.tasks.Summary()
+	v := policiesView{
+		Version: set.Version, LoadedAt: set.LoadedAt,
+		Sources:  e.merger.Sources(),
+		Policies: make([]policyView, 0, set.Len()),
+		Manual:   summaryViews(summary[""]),
+	}
+	if err := e.merger.Err(); err != nil {
+		v.LastError = err.Error()
+	}
+	for _, p := range set.Policies {
+		v.Policies = append(v.Policies, policyView{
+			Name: p.Name, Source: e.merger.SourceOf(p.Name), Selector: p.Selector, Target: p.Target,
+			Duration: p.Duration.String(), Silence: p.Silence.String(), Items: p.Items,
+			Processes: summaryViews(summary[p.Name]),
+		})
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ---- processes ----
+
+type processView struct {
+	control.ProcessStatus
+	Tasks       int       `json:"tasks_48h"`
+	LastTrigger time.Time `json:"last_trigger,omitzero"`
+}
+
+func (e *profilingPolicy) getProcesses(w http.ResponseWriter, _ *http.Request) {
+	procs, _ := e.processes()
+	out := make([]processView, 0, len(procs))
+	for _, p := range procs {
+		n, last := e.tasks.ProcessStats(p.Key())
+		out = append(out, processView{ProcessStatus: p, Tasks: n, LastTrigger: last})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Tasks != out[j].Tasks {
+			return out[i].Tasks > out[j].Tasks
+		}
+		return out[i].PID < out[j].PID
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"processes": out})
+}
+
+// ---- tasks ----
+
+type taskView struct {
+	ID        string            `json:"id"`
+	Policy    string            `json:"policy,omitempty"`
+	Manual    bool              `json:"manual,omitempty"`
+	Target    policy.Target     `json:"target"`
+	State     taskcontrol.State `json:"state"`
+	Duration  string            `json:"duration"`
+	Silence   string            `json:"silence,omitempty"`
+	Created   time.Time         `json:"created"`
+	Started   time.Time         `json:"started,omitzero"`
+	Ended     time.Time         `json:"ended,omitzero"`
+	Error     string            `json:"error,omitempty"`
+	Processes []control.Process `json:"processes"`
+	Causes    []control.Cause   `json:"causes,omitempty"`
+	Profile   *profileInfoView  `json:"profile,omitempty"`
+}
+
+type profileInfoView struct {
+	URL      string `json:"url,omitempty"`
+	Bytes    int    `json:"bytes"`
+	Profiles int    `json:"profiles"`
+	Dropped  bool   `json:"dropped,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func newTaskView(t taskcontrol.TaskInfo) taskView {
+	v := taskView{
+		ID: t.ID, Policy: t.Policy, Manual: t.Manual, Target: t.Target, State: t.State,
+		Duration: t.Duration.String(), Created: t.Created, Started: t.Started, Ended: t.Ended,
+		Error: t.Error, Processes: t.Processes, Causes: t.Causes,
+	}
+	if t.Silence > 0 {
+		v.Silence = t.Silence.String()
+	}
+	if v.Processes == nil {
+		v.Processes = []control.Process{}
+	}
+	if p := t.Profile; p.Profiles > 0 || p.Dropped || p.Error != "" {
+		v.Profile = &profileInfoView{Bytes: p.Bytes, Profiles: p.Profiles, Dropped: p.Dropped, Error: p.Error}
+		if p.Bytes > 0 {
+			v.Profile.URL = "/api/v1/tasks/" + t.ID + "/profile"
+		}
+	}
+	return v
+}
+
+func (e *profilingPolicy) getTasks(w http.ResponseWriter, _ *http.Request) {
+	tasks := e.tasks.Tasks()
+	out := make([]taskView, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, newTaskView(t))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
+}
+
+func (e *profilingPolicy) getTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, ok := e.tasks.Task(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, newTaskView(t))
+}
+
+func (e *profilingPolicy) getProfile(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, ok := e.tasks.Task(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+		return
+	}
+	data, ok := e.tasks.Profile(id)
+	if !ok {
+		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
+		if t.Profile.Dropped {
+			msg = fmt.Sprintf("task %q's profile was dropped to stay within limits.profile_store_bytes", id)
+		}
+		writeError(w, http.StatusNotFound, msg)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="contprof-`+id+`.pb.gz"`)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+func (e *profilingPolicy) cancelTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := e.tasks.Cancel(id)
+	switch {
+	case errors.Is(err, taskcontrol.ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+	case err != nil:
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, newTaskView(t))
+	}
+}
+
+// taskRequestBody is the body of POST /api/v1/tasks.
+type taskRequestBody struct {
+	Target   policy.Target   `json:"target"`
+	PID      int             `json:"pid"`
+	Selector policy.Selector `json:"selector"`
+	Duration string          `json:"duration"`
+}
+
+type refusalView struct {
+	Process control.Process `json:"process"`
+	Reason  string          `json:"reason"`
+	Until   *time.Time      `json:"until,omitempty"`
+}
+
+type postTaskResponse struct {
+	Tasks   []taskView    `json:"tasks"`
+	Refused []refusalView `json:"refused,omitempty"`
+}
+
+func (e *profilingPolicy) postTask(w http.ResponseWriter, r *http.Request) {
+	body, status, err := decodeTaskRequest(w, r)
+	if err != nil {
+		writeError(w, status, err.Error())
+		return
+	}
+	duration := defaultManualDuration
+	if body.Duration != "" {
+		if duration, err = time.ParseDuration(body.Duration); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("duration: %q is not a duration (use e.g. \"30s\")", body.Duration))
+			return
+		}
+		if duration < policy.MinDuration || duration > policy.MaxDuration {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("duration: %s is out of range 1s..1h", duration))
+			return
+		}
+	}
+
+	var groups [][]control.Process
+	if body.PID != 0 {
+		p, err := e.processByPID(body.PID)
+		if err != nil {
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		groups = [][]control.Process{{p}}
+	} else {
+		procs, haveView := e.processes()
+		var matched []control.Process
+		for _, ps := range procs {
+			if body.Selector.Matches(attrGetter(ps.Attributes)) {
+				matched = append(matched, ps.Process)
+			}
+		}
+		if len(matched) == 0 {
+			msg := "no monitored process matches the selector"
+			if !haveView {
+				msg += " (no process view is registered: is the continuousprofiling processor running?)"
+			}
+			writeError(w, http.StatusNotFound, msg)
+			return
+		}
+		groups = group(body.Target, matched)
+	}
+
+	resp := postTaskResponse{Tasks: []taskView{}}
+	for _, g := range groups {
+		id, err := e.tasks.RequestTask(control.TaskRequest{
+			Target: body.Target, Duration: duration, Processes: g, Manual: true,
+		})
+		if err != nil {
+			rv := refusalView{Process: g[0], Reason: err.Error()}
+			var re *control.RefusedError
+			if errors.As(err, &re) {
+				rv.Reason = re.Reason
+				if !re.Until.IsZero() {
+					rv.Until = &re.Until
+				}
+			}
+			resp.Refused = append(resp.Refused, rv)
+			continue
+		}
+		if t, ok := e.tasks.Task(id); ok {
+			resp.Tasks = append(resp.Tasks, newTaskView(t))
+		}
+	}
+	if len(resp.Tasks) == 0 {
+		writeJSON(w, http.StatusConflict, apiError{
+			Error:   "no task was started: " + resp.Refused[0].Reason,
+			Until:   resp.Refused[0].Until,
+			Refused: resp.Refused,
+		})
+		return
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+// group makes one request per process for on_cpu/off_cpu and one per
+// service instance for network.
+func group(target policy.Target, procs []control.Process) [][]control.Process {
+	if target != policy.TargetNetwork {
+		out := make([][]control.Process, len(procs))
+		for i, p := range procs {
+			out[i] = []control.Process{p}
+		}
+		return out
+	}
+	var order []string
+	byInst := map[string][]control.Process{}
+	for _, p := range procs {
+		k := p.InstanceKey()
+		if _, ok := byInst[k]; !ok {
+			order = append(order, k)
+		}
+		byInst[k] = append(byInst[k], p)
+	}
+	out := make([][]control.Process, 0, len(order))
+	for _, k := range order {
+		out = append(out, byInst[k])
+	}
+	return out
+}
+
+func attrGetter(attrs map[string]any) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := attrs[k]
+		if !ok {
+			return "", false
+		}
+		if s, ok := v.(string); ok {
+			return s, true
+		}
+		return fmt.Sprint(v), true
+	}
+}
+
+func decodeTaskRequest(w http.ResponseWriter, r *http.Request) (taskRequestBody, int, error) {
+	var body taskRequestBody
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return body, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q is not supported; send application/json", ct)
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return body, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
+		case errors.Is(err, io.EOF):
+			return body, http.StatusBadRequest, errors.New(`request body is empty; send e.g. {"target":"on_cpu","pid":1234,"duration":"30s"}`)
+		default:
+			return body, http.StatusBadRequest, fmt.Errorf("invalid JSON body: %w", err)
+		}
+	}
+	if dec.More() {
+		return body, http.StatusBadRequest, errors.New("invalid JSON body: more than one value")
+	}
+	switch {
+	case body.Target == "":
+		return body, http.StatusBadRequest, errors.New("target: is required (one of on_cpu, off_cpu, network)")
+	case !body.Target.Valid():
+		return body, http.StatusBadRequest, fmt.Errorf("target: %q is not one of on_cpu, off_cpu, network", body.Target)
+	case body.PID != 0 && body.Selector != nil:
+		return body, http.StatusBadRequest, errors.New("pid and selector are mutually exclusive; give one")
+	case body.PID == 0 && body.Selector == nil:
+		return body, http.StatusBadRequest, errors.New("one of pid or selector is required")
+	case body.PID < 0:
+		return body, http.StatusBadRequest, fmt.Errorf("pid: %d is not a process id", body.PID)
+	}
+	if err := body.Selector.Compile(); err != nil {
+		return body, http.StatusBadRequest, err
+	}
+	return body, 0, nil
+}
