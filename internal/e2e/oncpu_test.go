@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+	"go.opentelemetry.io/collector/pdata/pprofile"
+
+	"github.com/contprof/contprof/internal/workload"
+)
+
+// requireRoot skips (or, in CI, fails) tests that need eBPF.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
+		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root")
+	}
+	t.Skip("eBPF needs root")
+}
+
+// startBusy copies bin to a file called name (the selector matches the
+// executable name) and runs it at a raised priority, so it keeps its CPU
+// share while other test packages run.
+func startBusy(t *testing.T, bin, name string) *workload.Process {
+	t.Helper()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := workload.Start(t, p)
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), -10)
+	return w
+}
+
+// The first closed loop: a policy fires on a burning process, exactly that
+// process is profiled, the profile reaches an OTLP gRPC backend with the
+// trigger context and downloads as pprof from the API.
+func TestOnCPUClosedLoop(t *testing.T) {
+	requireRoot(t)
+	sink := startOTLPSink(t)
+	bin := workload.BuildC(t, "hotcpu.c")
+	hot := startBusy(t, bin, "contprof-hot")
+	other := startBusy(t, bin, "contprof-other")
+	port := freePort(t)
+	api := apiURL(port)
+
+	cfg := fmt.Sprintf(`
+extensions:
+  profilingpolicy:
+    policies:
+      - name: hot-cpu
+        selector: { process.executable.name: contprof-hot }
+        target: on_cpu
+        duration: 10s
+        items:
+          - { monitor: process_cpu, threshold: 40, period: 5, count: 3 }
+    api: { endpoint: "127.0.0.1:%d" }
+receivers:
+  ebpfprocess:
+    collection_interval: 1s
+    include: { executables: [contprof-hot, contprof-other] }
+    profiling:
+      report_interval: 3s
+processors:
+  continuousprofiling: {}
+exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls: { insecure: true }
+service:
+  extensions: [profilingpolicy]
+  pipelines:
+    metrics:
+      receivers: [ebpfprocess]
+      processors: [continuousprofiling]
+      exporters: [otlp_grpc]
+    profiles:
+      receivers: [ebpfprocess]
+      exporters: [otlp_grpc]
+`, port, sink.addr)
+	c := startCollector(t, writeConfig(t, cfg))
+	c.waitFor("Everything is ready", time.Minute)
+
+	task := waitTask(t, api, 60*time.Second, func(task apiTask) bool {
+		return len(task.Processes) == 1 && task.Processes[0].PID == hot.PID() && !task.Started.IsZero()
+	})
+	if task.Policy != "hot-cpu" || task.Target != "on_cpu" {
+		t.Fatalf("task %+v: want policy hot-cpu, target on_cpu", task)
+	}
+	if len(task.Causes) == 0 || len(task.Causes[0].Values) < 3 {
+		t.Fatalf("task causes %+v: want the crossing values of process_cpu", task.Causes)
+	}
+	for _, v := range task.Causes[0].Values {
+		if v < 40 {
+			t.Fatalf("cause value %v is below the threshold 40: %+v", v, task.Causes[0])
+		}
+	}
+	t.Logf("trigger latency (end of the count-th crossing second -> task started): %v",
+		task.Started.Sub(task.Causes[0].At))
+
+	// Profiles of the hot process reach the backend, stamped with why.
+	sink.waitProfiles(t, 30*time.Second, func(all []pprofile.Profiles) bool {
+		return countProfilesFor(all, int64(hot.PID()), task.ID) > 0
+	})
+
+	// Wait for the task's end, then the merged profile downloads as pprof
+	// and attributes the CPU to hot_a/hot_b.
+	waitTask(t, api, 40*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State == "finished" })
+	resp, err := http.Get(api + "/api/v1/tasks/" + task.ID + "/profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("profile download: %s: %s", resp.Status, raw)
+	}
+	prof, err := profile.Parse(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("downloaded profile does not parse: %v", err)
+	}
+	if !strings.Contains(pprofTop(t, raw), "hot_a") {
+		t.Fatalf("go tool pprof -top does not show hot_a")
+	}
+	if len(prof.Sample) == 0 {
+		t.Fatal("downloaded profile has no samples")
+	}
+
+	// Nothing for the process the selector does not match.
+	for _, x := range getTasks(t, api) {
+		for _, p := range x.Processes {
+			if p.PID == other.PID() {
+				t.Fatalf("task %s profiles the unselected process %d", x.ID, other.PID())
+			}
+		}
+	}
+	sink.mu.Lock()
+	n := countProfilesFor(sink.profiles, int64(other.PID()), "")
+	sink.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d profiles of the unselected process reached the backend", n)
+	}
+}
+
+// countProfilesFor counts profiles whose resource is pid and, when taskID is
+// set, whose attributes carry that task's trigger context.
+func countProfilesFor(all []pprofile.Profiles, pid int64, taskID string) int {
+	n := 0
+	for _, pd := range all {
+		dict := pd.Dictionary()
+		for i := 0; i < pd.ResourceProfiles().Len(); i++ {
+			rp := pd.ResourceProfiles().At(i)
+			v, ok := rp.Resource().Attributes().Get("process.pid")
+			if !ok || v.Int() != pid {
+				continue
+			}
+			for j := 0; j < rp.ScopeProfiles().Len(); j++ {
+				ps := rp.ScopeProfiles().At(j).Profiles()
+				for k := 0; k < ps.Len(); k++ {
+					if taskID == "" {
+						n++
+						continue
+					}
+					attrs, err := pprofile.FromAttributeIndices(dict.AttributeTable(), ps.At(k), dict)
+					if err != nil {
+						continue
+					}
+					id, _ := attrs.Get("contprof.task.id")
+					pol, _ := attrs.Get("contprof.policy.name")
+					mon, _ := attrs.Get("contprof.trigger.monitor")
+					if id.Str() == taskID && pol.Str() == "hot-cpu" && mon.Str() == "process_cpu" {
+						n++
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+// pprofTop runs `go tool pprof -top` on a downloaded profile.
+func pprofTop(t *testing.T, raw []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "task.pb.gz")
+	if err := os.WriteFile(p, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof -top: %v\n%s", err, out)
+	}
+	t.Logf("go tool pprof -top:\n%s", out)
+	return string(out)
+}
