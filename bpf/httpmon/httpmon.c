@@ -1,0 +1,480 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// HTTP/1.x exchange monitor on syscall tracepoints (no kprobes, no fentry).
+//
+// For the read and write families of a target process it looks at the first
+// bytes that crossed the syscall only: an HTTP request line or status line.
+// Request and response are paired per (process, fd) in the kernel:
+//   server: request read  -> response written
+//   client: request written -> response read
+// and only completed exchanges (method, status, path, start, duration) are
+// sent to user space. Bodies and headers are never copied out: the path is
+// cut at the first space, '?' or line end and the rest of the copy is zeroed.
+//
+// Only the syscalls' exits are traced: by then a read's buffer is filled
+// and the return value says how much of it is valid, and the arguments are
+// still in the task's saved user registers. One tracepoint hit per system
+// call, no per-thread state.
+//
+// Two attachment flavours share the logic: per-syscall tracepoints
+// (syscalls/sys_exit_*; needs tracefs to resolve ids) and the raw sys_exit
+// tracepoint (no tracefs needed; fires for every system call).
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define PATH_LEN 128
+#define HEAD_LEN 12 // "HTTP/1.1 200": the shortest thing we recognise
+
+// x86-64 system call numbers (objects are built for -target amd64 only).
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+
+enum role {
+	ROLE_SERVER = 1,
+	ROLE_CLIENT = 2,
+};
+
+enum method {
+	METHOD_GET = 1,
+	METHOD_POST,
+	METHOD_PUT,
+	METHOD_DELETE,
+	METHOD_HEAD,
+	METHOD_PATCH,
+	METHOD_OPTIONS,
+	METHOD_CONNECT,
+	METHOD_TRACE,
+};
+
+enum stat_index {
+	STAT_EXCHANGES = 0,       // completed exchanges sent
+	STAT_LOST,                // ring buffer full: exchange dropped
+	STAT_UNMATCHED_REQUEST,   // request replaced or closed without response
+	STAT_UNMATCHED_RESPONSE,  // response without a pending request
+	STAT_MAX,
+};
+
+struct http_event {
+	__u64 start_ns;    // CLOCK_MONOTONIC
+	__u64 duration_ns;
+	__u32 pid;         // tgid, in the loader's pid namespace
+	__u32 fd;
+	__u16 status;
+	__u8 role;
+	__u8 method;
+	__u8 path_len;
+	__u8 _pad[3];
+	char path[PATH_LEN];
+};
+
+struct conn_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+struct conn_state {
+	__u64 start_ns; // 0: no request pending
+	__u8 role;
+	__u8 method;
+	__u8 path_len;
+	__u8 held;      // a 1-byte read's byte that may start the next request
+	__u8 _pad[4];
+	char path[PATH_LEN];
+};
+
+// The PID filter is a bitmap (bit tgid%64 of word tgid/64, tgid in the pid
+// namespace of the loader): an array lookup is inlined by the JIT, so the
+// test every system call pays stays a couple of loads. Sized by user space
+// from pid_max.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 512);
+	__type(key, __u32);
+	__type(value, __u64);
+} target_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 21);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+// Set when the loader runs in a non-initial pid namespace (a container), so
+// that target PIDs are compared in the namespace where they were found.
+volatile const __u64 pidns_dev = 0;
+volatile const __u64 pidns_ino = 0;
+// Wake the reader only once this much data is waiting (0: on every event);
+// the reader also polls on a timer, so quiet periods are not delayed long.
+volatile const __u64 wakeup_bytes = 0;
+
+static const struct conn_state zero_conn;
+
+// Force the type into BTF for bpf2go -type.
+const struct http_event *unused_http_event __attribute__((unused));
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1; // per-CPU: no atomics needed
+}
+
+static __always_inline __u32 current_tgid(void)
+{
+	if (pidns_ino) {
+		struct bpf_pidns_info ns = {};
+		// Fails for tasks outside our namespace: they cannot be targets.
+		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+			return 0;
+		return ns.tgid;
+	}
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline int is_target(__u32 tgid)
+{
+	__u32 idx = tgid >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&target_pids, &idx);
+
+	return tgid && bits && (*bits >> (tgid & 63)) & 1;
+}
+
+static __always_inline int is_inbound(__u32 nr)
+{
+	return nr == NR_read || nr == NR_readv || nr == NR_recvfrom || nr == NR_recvmsg;
+}
+
+static __always_inline void on_close(__u32 tgid, __u32 fd)
+{
+	struct conn_key key = { .tgid = tgid, .fd = fd };
+	struct conn_state *s = bpf_map_lookup_elem(&conns, &key);
+
+	if (!s)
+		return;
+	if (s->start_ns)
+		stat_inc(STAT_UNMATCHED_REQUEST);
+	bpf_map_delete_elem(&conns, &key);
+}
+
+// parse_method returns the method of a request line and the length of the
+// method token plus its space, or 0.
+static __always_inline int parse_method(const char *h, __u32 *mlen)
+{
+	int m = 0;
+	__u32 n = 0;
+
+	switch (h[0]) {
+	case 'G':
+		if (h[1] == 'E' && h[2] == 'T' && h[3] == ' ')
+			m = METHOD_GET, n = 4;
+		break;
+	case 'P':
+		if (h[1] == 'O' && h[2] == 'S' && h[3] == 'T' && h[4] == ' ')
+			m = METHOD_POST, n = 5;
+		else if (h[1] == 'U' && h[2] == 'T' && h[3] == ' ')
+			m = METHOD_PUT, n = 4;
+		else if (h[1] == 'A' && h[2] == 'T' && h[3] == 'C' && h[4] == 'H' && h[5] == ' ')
+			m = METHOD_PATCH, n = 6;
+		break;
+	case 'D':
+		if (h[1] == 'E' && h[2] == 'L' && h[3] == 'E' && h[4] == 'T' && h[5] == 'E' && h[6] == ' ')
+			m = METHOD_DELETE, n = 7;
+		break;
+	case 'H':
+		if (h[1] == 'E' && h[2] == 'A' && h[3] == 'D' && h[4] == ' ')
+			m = METHOD_HEAD, n = 5;
+		break;
+	case 'O':
+		if (h[1] == 'P' && h[2] == 'T' && h[3] == 'I' && h[4] == 'O' && h[5] == 'N' && h[6] == 'S' && h[7] == ' ')
+			m = METHOD_OPTIONS, n = 8;
+		break;
+	case 'C':
+		if (h[1] == 'O' && h[2] == 'N' && h[3] == 'N' && h[4] == 'E' && h[5] == 'C' && h[6] == 'T' && h[7] == ' ')
+			m = METHOD_CONNECT, n = 8;
+		break;
+	case 'T':
+		if (h[1] == 'R' && h[2] == 'A' && h[3] == 'C' && h[4] == 'E' && h[5] == ' ')
+			m = METHOD_TRACE, n = 6;
+		break;
+	}
+	if (!m || n >= HEAD_LEN)
+		return 0;
+	// The request target: origin-form "/x", asterisk "*", absolute-form
+	// "http://…", or an authority for CONNECT.
+	char c = h[n];
+	if (!(c == '/' || c == '*' || c == 'h' || (m == METHOD_CONNECT && c > ' ')))
+		return 0;
+	*mlen = n;
+	return m;
+}
+
+static __always_inline int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+// parse_status returns the code of an HTTP/1.x status line, or 0.
+static __always_inline int parse_status(const char *h)
+{
+	if (h[0] != 'H' || h[1] != 'T' || h[2] != 'T' || h[3] != 'P' || h[4] != '/' ||
+	    h[5] != '1' || h[6] != '.' || h[8] != ' ')
+		return 0;
+	if (!is_digit(h[9]) || !is_digit(h[10]) || !is_digit(h[11]))
+		return 0;
+	return (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+}
+
+// on_request records a request line. mlen counts the method token and
+// its space; skip of them were in a previous read (the held byte).
+static __always_inline void on_request(struct conn_key *key, struct conn_state *s, int inbound,
+				       const char *buf, __u64 n, __u32 mlen, __u32 skip, int method)
+{
+	if (!s) {
+		bpf_map_update_elem(&conns, key, &zero_conn, BPF_ANY);
+		s = bpf_map_lookup_elem(&conns, key);
+		if (!s)
+			return;
+	}
+	if (s->start_ns)
+		stat_inc(STAT_UNMATCHED_REQUEST);
+	// A server's exchange starts when its read of the request returns, a
+	// client's when its write of the request returns.
+	s->start_ns = bpf_ktime_get_ns();
+	s->role = inbound ? ROLE_SERVER : ROLE_CLIENT;
+	s->method = method;
+	s->held = 0;
+
+	mlen -= skip;
+	__u64 plen = n - mlen;
+	if (plen > PATH_LEN)
+		plen = PATH_LEN;
+	if (bpf_probe_read_user(s->path, plen, buf + mlen))
+		plen = 0;
+
+	__u32 i;
+	for (i = 0; i < PATH_LEN; i++) {
+		if (i >= plen)
+			break;
+		char c = s->path[i];
+		if (c == ' ' || c == '?' || c == '#' || c == '\r' || c == '\n' || c == 0)
+			break;
+	}
+	s->path_len = i;
+	// Whatever followed the path (version, headers) is not kept: zero it
+	// a word at a time.
+	__u64 *w = (__u64 *)s->path;
+	for (__u32 k = 0; k < PATH_LEN / 8; k++) {
+		__u32 off = k * 8;
+		if (off >= i)
+			w[k] = 0;
+		else if (off + 8 > i)
+			w[k] &= (1ULL << ((i - off) * 8)) - 1; // little-endian: keep low bytes
+	}
+}
+
+static __always_inline void on_response(struct conn_key *key, int inbound, int status)
+{
+	struct conn_state *s = bpf_map_lookup_elem(&conns, key);
+	int want = inbound ? ROLE_CLIENT : ROLE_SERVER;
+
+	if (!s || !s->start_ns || s->role != want) {
+		stat_inc(STAT_UNMATCHED_RESPONSE);
+		return;
+	}
+	// Interim responses (100 Continue, 102, 103) precede the final one;
+	// 101 Switching Protocols ends the HTTP exchange.
+	if (status < 200 && status != 101)
+		return;
+
+	__u64 now = bpf_ktime_get_ns();
+	struct http_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_LOST);
+		s->start_ns = 0;
+		return;
+	}
+	e->start_ns = s->start_ns;
+	e->duration_ns = now - s->start_ns;
+	e->pid = key->tgid;
+	e->fd = key->fd;
+	e->status = status;
+	e->role = s->role;
+	e->method = s->method;
+	e->path_len = s->path_len;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	__builtin_memcpy(e->path, s->path, PATH_LEN);
+	s->start_ns = 0;
+	stat_inc(STAT_EXCHANGES);
+
+	__u64 flags = 0;
+	if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
+		flags = BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+// on_data inspects the first bytes of data a target process read (inbound)
+// or is about to write.
+static __always_inline void on_data(struct conn_key *key, const char *buf, __u64 n, int inbound)
+{
+	struct conn_state *s;
+	char head[HEAD_LEN];
+
+	if (n < HEAD_LEN - 1)
+		return;
+	__u32 hlen = n >= HEAD_LEN ? HEAD_LEN : HEAD_LEN - 1;
+	if (bpf_probe_read_user(head, hlen, buf))
+		return;
+	if (n >= HEAD_LEN) {
+		int status = parse_status(head);
+		if (status) {
+			on_response(key, inbound, status);
+			return;
+		}
+		__u32 mlen = 0;
+		int method = parse_method(head, &mlen);
+		if (method) {
+			on_request(key, bpf_map_lookup_elem(&conns, key), inbound, buf, n, mlen, 0, method);
+			return;
+		}
+	}
+	if (!inbound)
+		return;
+	s = bpf_map_lookup_elem(&conns, key);
+	if (!s || !s->held)
+		return;
+	// The request's first byte came in the previous, 1-byte read.
+	char head2[HEAD_LEN];
+	head2[0] = s->held;
+	s->held = 0;
+	__builtin_memcpy(head2 + 1, head, HEAD_LEN - 1);
+	__u32 mlen = 0;
+	int method = parse_method(head2, &mlen);
+	if (method)
+		on_request(key, s, inbound, buf, n, mlen, 1, method);
+}
+
+// on_exit handles the return of a target process's system call nr.
+static __always_inline int on_exit(__u32 tgid, long nr, long ret)
+{
+	if (ret < 1 && nr != NR_close)
+		return 0; // EAGAIN and friends: the common case in event loops
+	// The arguments, from the user registers saved at syscall entry.
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 fd = regs->di, a1 = regs->si, a2 = regs->dx;
+	const char *buf;
+	__u64 cap;
+	struct iovec iov;
+
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+	case NR_recvfrom:
+	case NR_sendto:
+		buf = (const char *)a1;
+		cap = a2;
+		break;
+	case NR_readv:
+	case NR_writev:
+		if ((long)a2 < 1 || bpf_probe_read_user(&iov, sizeof(iov), (void *)a1))
+			return 0;
+		buf = iov.iov_base;
+		cap = iov.iov_len;
+		break;
+	case NR_recvmsg:
+	case NR_sendmsg: {
+		struct user_msghdr msg;
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a1))
+			return 0;
+		if (msg.msg_iovlen < 1 || !msg.msg_iov)
+			return 0;
+		if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+			return 0;
+		buf = iov.iov_base;
+		cap = iov.iov_len;
+		break;
+	}
+	case NR_close:
+		if (ret == 0)
+			on_close(tgid, fd);
+		return 0;
+	default:
+		return 0;
+	}
+	if (ret < 1 || !buf)
+		return 0;
+
+	struct conn_key key = { .tgid = tgid, .fd = fd };
+	int inbound = is_inbound(nr);
+	if (inbound && ret == 1 && cap == 1) {
+		// Go's net/http reads one byte ahead while a handler runs (to
+		// notice a client going away); that byte can be the first of the
+		// next request. Only on a connection that has served one already.
+		struct conn_state *s = bpf_map_lookup_elem(&conns, &key);
+		char c;
+		if (s && s->role == ROLE_SERVER && !bpf_probe_read_user(&c, 1, buf))
+			s->held = c >= 'A' && c <= 'Z' ? c : 0;
+		return 0;
+	}
+	__u64 n = ret;
+	if (n > cap)
+		n = cap;
+	on_data(&key, buf, n, inbound);
+	return 0;
+}
+
+// Per-syscall tracepoints: one program attached to syscalls/sys_exit_<name>
+// of every system call of interest.
+struct sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+SEC("tracepoint/syscalls/sys_exit_io")
+int sys_exit_io(struct sys_exit_ctx *ctx)
+{
+	__u32 tgid = current_tgid();
+
+	if (!is_target(tgid))
+		return 0;
+	return on_exit(tgid, ctx->nr, ctx->ret);
+}
+
+// Raw sys_exit: for hosts without tracefs.
+SEC("raw_tracepoint/sys_exit")
+int raw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tgid = current_tgid();
+
+	if (!is_target(tgid))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	return on_exit(tgid, BPF_CORE_READ(regs, orig_ax), ctx->args[1]);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

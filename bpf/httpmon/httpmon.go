@@ -1,0 +1,135 @@
+//go:build linux
+
+package httpmon
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// Event is one completed HTTP exchange as the program sends it.
+type Event = httpmonHttpEvent
+
+// EventSize is the size of an event record in the ring buffer.
+const EventSize = 160
+
+// PathLen is how many bytes of the request path an event carries at most.
+const PathLen = 128
+
+// Roles (enum role in httpmon.c).
+const (
+	RoleServer = 1
+	RoleClient = 2
+)
+
+// Methods (enum method in httpmon.c); index into MethodNames.
+const (
+	MethodGet = iota + 1
+	MethodPost
+	MethodPut
+	MethodDelete
+	MethodHead
+	MethodPatch
+	MethodOptions
+	MethodConnect
+	MethodTrace
+)
+
+// MethodNames maps a method code to its name; code 0 is not sent.
+var MethodNames = [...]string{"", "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+
+// Indexes of the per-CPU stats array (enum stat_index in httpmon.c).
+const (
+	StatExchanges = iota
+	StatLost
+	StatUnmatchedRequest
+	StatUnmatchedResponse
+	NumStats
+)
+
+// Syscalls are the system calls whose syscalls/sys_exit_<name> tracepoints
+// the tracepoint program attaches to.
+var Syscalls = []string{"read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg", "close"}
+
+// PIDWord returns the index of the PID filter word (a uint64) that holds
+// pid's bit, and the bit.
+func PIDWord(pid uint32) (index uint32, bit uint64) {
+	return pid / 64, 1 << (pid % 64)
+}
+
+// Config sizes the maps and sets the PID namespace the filter compares in.
+type Config struct {
+	// PIDLimit is one more than the largest PID the filter can hold: the
+	// filter is a bitmap of PIDLimit bits (PIDLimit/8 bytes).
+	PIDLimit uint32
+	// MaxConns is the capacity of the per-(process, fd) exchange table.
+	MaxConns uint32
+	// RingBufferBytes is the ring buffer size: a power of two multiple of
+	// the page size.
+	RingBufferBytes uint32
+	// WakeupBytes: the reader is woken only once this much data waits
+	// (0: on every event); it must then poll on a timer.
+	WakeupBytes uint64
+	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
+	// namespace; zero means the initial namespace (the fast path).
+	PIDNamespaceDev uint64
+	PIDNamespaceIno uint64
+}
+
+// Objects are the loaded programs and maps. The global variables are set
+// before loading and not kept, so nothing else holds kernel objects.
+type Objects struct {
+	httpmonPrograms
+	httpmonMaps
+}
+
+// Load loads the programs and maps into the kernel.
+func Load(cfg Config) (*Objects, error) {
+	spec, err := loadHttpmon()
+	if err != nil {
+		return nil, err
+	}
+	resize := func(name string, n uint32) {
+		if n > 0 {
+			spec.Maps[name].MaxEntries = n
+		}
+	}
+	resize(httpmonMapTargetPids, (cfg.PIDLimit+63)/64)
+	resize(httpmonMapConns, cfg.MaxConns)
+	resize(httpmonMapEvents, cfg.RingBufferBytes)
+	for name, v := range map[string]uint64{
+		httpmonVarPidnsDev:    cfg.PIDNamespaceDev,
+		httpmonVarPidnsIno:    cfg.PIDNamespaceIno,
+		httpmonVarWakeupBytes: cfg.WakeupBytes,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	var objs Objects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load HTTP monitor: verifier rejected the program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load HTTP monitor: %w", err)
+	}
+	return &objs, nil
+}
+
+// Program returns the program of one attachment flavour: raw false gives
+// the program for every syscalls/sys_exit_<Syscalls> tracepoint; raw true
+// the one for the raw sys_exit tracepoint.
+func (o *Objects) Program(raw bool) *ebpf.Program {
+	if raw {
+		return o.RawSysExit
+	}
+	return o.SysExitIo
+}
+
+// Close releases the programs and maps.
+func (o *Objects) Close() error {
+	return errors.Join(o.httpmonPrograms.Close(), o.httpmonMaps.Close())
+}

@@ -1,0 +1,563 @@
+//go:build linux
+
+// Package httpmon monitors the HTTP/1.x exchanges of chosen processes with
+// eBPF on syscall tracepoints (bpf/httpmon; no kprobes, no fentry) and
+// aggregates them into per-process http.server.request.duration and
+// http.client.request.duration histograms, one interval at a time.
+//
+// The kernel side looks only at the first bytes of each read and write of
+// a monitored process (the first iovec of vectored calls), recognises
+// request and status lines, pairs them per (process, fd) in both roles and
+// sends completed exchanges: method, status, path without query (at most
+// 128 bytes), start and duration. Bodies and headers never leave the
+// kernel.
+//
+// Not seen: TLS (the bytes are encrypted at the syscall), HTTP/2 and
+// HTTP/3, io_uring, sendfile/splice, and 32-bit compat syscalls. A
+// pipelined request replaces the pending one (counted as unmatched).
+package httpmon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
+)
+
+// Attachment flavours.
+const (
+	// AttachAuto uses the per-syscall tracepoints when tracefs is available
+	// and the raw sys_exit tracepoint otherwise.
+	AttachAuto = ""
+	// AttachTracepoint uses syscalls/sys_exit_<name> (needs tracefs).
+	AttachTracepoint = "tracepoint"
+	// AttachRawTracepoint uses the raw sys_exit tracepoint (no tracefs
+	// needed; the program runs, and returns at once, for every system call).
+	AttachRawTracepoint = "raw_tracepoint"
+)
+
+// OtherPath replaces url.path once a process has MaxPathsPerProcess
+// distinct paths.
+const OtherPath = "_other"
+
+// Options configure a Monitor; zero values take the defaults.
+type Options struct {
+	// MaxPathsPerProcess caps distinct url.path values per process
+	// (default 100); later new paths are reported as OtherPath.
+	MaxPathsPerProcess int
+	// MaxPIDs caps how many processes are monitored at once (default
+	// 4096). The in-kernel filter itself is a bitmap sized by pid_max.
+	MaxPIDs int
+	// MaxConnections is the capacity of the in-kernel table of pending
+	// exchanges, one per (process, fd) (default 16384).
+	MaxConnections int
+	// RingBufferBytes is the event ring size, a power of two ≥ 64 KiB
+	// (default 2 MiB).
+	RingBufferBytes int
+	// PollInterval bounds how long completed exchanges wait in the ring
+	// before they are aggregated (default 100ms). The reader is otherwise
+	// woken only when a quarter of the ring is filled, which keeps the
+	// cost per request low under load.
+	PollInterval time.Duration
+	// Attach selects the tracepoint flavour (default AttachAuto).
+	Attach string
+}
+
+func (o *Options) setDefaults() error {
+	if o.MaxPathsPerProcess == 0 {
+		o.MaxPathsPerProcess = 100
+	}
+	if o.MaxPIDs == 0 {
+		o.MaxPIDs = 4096
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = 16384
+	}
+	if o.RingBufferBytes == 0 {
+		o.RingBufferBytes = 2 << 20
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	var errs []error
+	if o.MaxPathsPerProcess < 1 {
+		errs = append(errs, fmt.Errorf("max_paths_per_process: %d must be ≥ 1", o.MaxPathsPerProcess))
+	}
+	if o.MaxPIDs < 1 || o.MaxPIDs > 1<<20 {
+		errs = append(errs, fmt.Errorf("max_pids: %d is out of range [1, 1048576]", o.MaxPIDs))
+	}
+	if o.MaxConnections < 1 || o.MaxConnections > 1<<22 {
+		errs = append(errs, fmt.Errorf("max_connections: %d is out of range [1, 4194304]", o.MaxConnections))
+	}
+	if n := o.RingBufferBytes; n < 64<<10 || n > 1<<30 || n&(n-1) != 0 {
+		errs = append(errs, fmt.Errorf("ring_buffer_bytes: %d is not a power of two in [64KiB, 1GiB]", n))
+	}
+	if o.PollInterval < time.Millisecond || o.PollInterval > 10*time.Second {
+		errs = append(errs, fmt.Errorf("poll_interval: %v is out of range [1ms, 10s]", o.PollInterval))
+	}
+	switch o.Attach {
+	case AttachAuto, AttachTracepoint, AttachRawTracepoint:
+	default:
+		errs = append(errs, fmt.Errorf("attach: %q is not one of %q, %q, %q", o.Attach, AttachAuto, AttachTracepoint, AttachRawTracepoint))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are cumulative counters since Open.
+type Stats struct {
+	// Exchanges is the number of completed exchanges the kernel sent.
+	Exchanges uint64
+	// Lost exchanges were completed but dropped: the ring buffer was full.
+	Lost uint64
+	// UnmatchedRequests were replaced by another request, or their
+	// connection closed, before a response was seen (e.g. pipelining).
+	UnmatchedRequests uint64
+	// UnmatchedResponses came without a pending request on their
+	// connection (e.g. the request predates monitoring).
+	UnmatchedResponses uint64
+	// Dropped exchanges reached user space for a PID no longer monitored
+	// or as a malformed record.
+	Dropped uint64
+}
+
+// Monitor runs the HTTP monitor programs and aggregates their exchanges.
+type Monitor struct {
+	opts   Options
+	objs   *bpfhttpmon.Objects
+	links  []link.Link
+	rd     *ringbuf.Reader
+	attach string
+	notes  []string
+	done   chan struct{} // closed when the reader goroutine returns
+
+	drainMu sync.Mutex    // one Drain at a time
+	flushed chan struct{} // the reader has consumed everything up to a Flush
+
+	pidLimit uint32 // PIDs must be below this: the filter's size
+
+	mu      sync.Mutex
+	closed  bool
+	pids    map[uint32]struct{}
+	words   map[uint32]uint64 // the filter's non-zero words, as written
+	procs   map[uint32]*procState
+	dropped uint64
+}
+
+// Open loads and attaches the programs. Nothing is monitored until PIDs are
+// added. The caller must Close the Monitor.
+func Open(opts Options) (_ *Monitor, err error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, fmt.Errorf("http monitor: %w", err)
+	}
+	pidLimit, err := pidMax()
+	if err != nil {
+		return nil, err
+	}
+	cfg := bpfhttpmon.Config{
+		PIDLimit:        pidLimit,
+		MaxConns:        uint32(opts.MaxConnections),
+		RingBufferBytes: uint32(opts.RingBufferBytes),
+		WakeupBytes:     uint64(opts.RingBufferBytes / 4),
+	}
+	if dev, ino, init, err := pidNamespace(); err != nil {
+		return nil, err
+	} else if !init {
+		cfg.PIDNamespaceDev, cfg.PIDNamespaceIno = dev, ino
+	}
+	objs, err := bpfhttpmon.Load(cfg)
+	if err != nil {
+		return nil, privilegeHint(err)
+	}
+	m := &Monitor{
+		opts:     opts,
+		objs:     objs,
+		pidLimit: pidLimit,
+		words:    map[uint32]uint64{},
+		done:     make(chan struct{}),
+		flushed:  make(chan struct{}, 1),
+		pids:     map[uint32]struct{}{},
+		procs:    map[uint32]*procState{},
+	}
+	defer func() {
+		if err != nil {
+			m.release()
+		}
+	}()
+
+	switch opts.Attach {
+	case AttachTracepoint:
+		err = m.attachTracepoints()
+	case AttachRawTracepoint:
+		err = m.attachRaw()
+	default:
+		if err = m.attachTracepoints(); err != nil {
+			tpErr := err
+			m.closeLinks()
+			m.notes = nil
+			if err = m.attachRaw(); err != nil {
+				err = fmt.Errorf("%w; fallback: %w", tpErr, err)
+			}
+		}
+	}
+	if err != nil {
+		return nil, privilegeHint(err)
+	}
+
+	m.rd, err = ringbuf.NewReader(objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("http monitor: open ring buffer reader: %w", err)
+	}
+	go m.read()
+	return m, nil
+}
+
+func (m *Monitor) attachTracepoints() error {
+	prog := m.objs.Program(false)
+	for _, sc := range bpfhttpmon.Syscalls {
+		l, err := link.Tracepoint("syscalls", "sys_exit_"+sc, prog, nil)
+		if err != nil && sc == "close" {
+			// Some kernels refuse BPF on this tracepoint (EACCES). Closing
+			// only frees a pending exchange early; the fd's next request
+			// replaces it anyway.
+			m.notes = append(m.notes, fmt.Sprintf("tracepoint syscalls/sys_exit_close not attached (%v): an exchange pending at close is dropped when its fd is reused instead of at close", err))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("http monitor: attach tracepoint syscalls/sys_exit_%s: %w", sc, err)
+		}
+		m.links = append(m.links, l)
+	}
+	m.attach = AttachTracepoint
+	return nil
+}
+
+func (m *Monitor) attachRaw() error {
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_exit", Program: m.objs.Program(true)})
+	if err != nil {
+		return fmt.Errorf("http monitor: attach raw tracepoint sys_exit: %w", err)
+	}
+	m.links = append(m.links, l)
+	m.attach = AttachRawTracepoint
+	return nil
+}
+
+// Attachment reports the tracepoint flavour in use: AttachTracepoint or
+// AttachRawTracepoint.
+func (m *Monitor) Attachment() string { return m.attach }
+
+// Notes describe features the kernel refused that monitoring works
+// without, for the caller to log once.
+func (m *Monitor) Notes() []string { return m.notes }
+
+// SetPIDs makes pids the exact set of monitored processes. Data of removed
+// processes not yet drained is still returned by the next Drain.
+func (m *Monitor) SetPIDs(pids []int) error {
+	want := make(map[uint32]struct{}, len(pids))
+	for _, p := range pids {
+		if p <= 0 || p > 1<<22 {
+			return fmt.Errorf("http monitor: pid %d is not a valid PID", p)
+		}
+		want[uint32(p)] = struct{}{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	var errs []error
+	for p := range m.pids {
+		if _, ok := want[p]; !ok {
+			errs = append(errs, m.removeLocked(p))
+		}
+	}
+	for p := range want {
+		if _, ok := m.pids[p]; !ok {
+			errs = append(errs, m.addLocked(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AddPID starts monitoring pid.
+func (m *Monitor) AddPID(pid int) error {
+	if pid <= 0 || pid > 1<<22 {
+		return fmt.Errorf("http monitor: pid %d is not a valid PID", pid)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if _, ok := m.pids[uint32(pid)]; ok {
+		return nil
+	}
+	return m.addLocked(uint32(pid))
+}
+
+// RemovePID stops monitoring pid.
+func (m *Monitor) RemovePID(pid int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if _, ok := m.pids[uint32(pid)]; !ok {
+		return nil
+	}
+	return m.removeLocked(uint32(pid))
+}
+
+// PIDs returns the monitored PIDs, sorted.
+func (m *Monitor) PIDs() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]int, 0, len(m.pids))
+	for p := range m.pids {
+		out = append(out, int(p))
+	}
+	sort.Ints(out)
+	return out
+}
+
+var errClosed = errors.New("http monitor: closed")
+
+func (m *Monitor) addLocked(pid uint32) error {
+	if pid >= m.pidLimit {
+		return fmt.Errorf("http monitor: add pid %d: above the kernel's pid_max (%d) when monitoring started", pid, m.pidLimit)
+	}
+	if len(m.pids) >= m.opts.MaxPIDs {
+		return fmt.Errorf("http monitor: add pid %d: already monitoring max_pids (%d) processes", pid, m.opts.MaxPIDs)
+	}
+	idx, bit := bpfhttpmon.PIDWord(pid)
+	if err := m.setWord(idx, m.words[idx]|bit); err != nil {
+		return fmt.Errorf("http monitor: add pid %d: %w", pid, err)
+	}
+	m.pids[pid] = struct{}{}
+	if ps, ok := m.procs[pid]; ok && ps.removed {
+		// Re-added before its last data was drained: the same process
+		// (or a reused PID, which the caller tells apart by start time).
+		ps.removed = false
+	}
+	return nil
+}
+
+func (m *Monitor) removeLocked(pid uint32) error {
+	delete(m.pids, pid)
+	if ps, ok := m.procs[pid]; ok {
+		ps.removed = true
+	}
+	idx, bit := bpfhttpmon.PIDWord(pid)
+	if err := m.setWord(idx, m.words[idx]&^bit); err != nil {
+		return fmt.Errorf("http monitor: remove pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+func (m *Monitor) setWord(idx uint32, w uint64) error {
+	if err := m.objs.TargetPids.Update(idx, w, ebpf.UpdateAny); err != nil {
+		return err
+	}
+	if w == 0 {
+		delete(m.words, idx)
+	} else {
+		m.words[idx] = w
+	}
+	return nil
+}
+
+// read consumes the ring buffer until Close.
+func (m *Monitor) read() {
+	defer close(m.done)
+	var rec ringbuf.Record
+	m.rd.SetDeadline(time.Now().Add(m.opts.PollInterval))
+	for {
+		err := m.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			m.handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			m.rd.SetDeadline(time.Now().Add(m.opts.PollInterval))
+		case errors.Is(err, ringbuf.ErrFlushed):
+			select {
+			case m.flushed <- struct{}{}:
+			default:
+			}
+		default: // closed
+			return
+		}
+	}
+}
+
+func (m *Monitor) handle(b []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(b) < bpfhttpmon.EventSize {
+		m.dropped++
+		return
+	}
+	pid := le32(b[16:])
+	if _, ok := m.pids[pid]; !ok {
+		m.dropped++
+		return
+	}
+	ps := m.procs[pid]
+	if ps == nil {
+		ps = newProcState()
+		m.procs[pid] = ps
+	}
+	ps.add(b, m.opts.MaxPathsPerProcess)
+}
+
+// Drain returns what each monitored process did since the previous Drain
+// and starts a new interval. Processes without completed exchanges are
+// left out. Everything the kernel completed before the call is included.
+func (m *Monitor) Drain() map[int]*ProcessHTTP {
+	m.drainMu.Lock()
+	defer m.drainMu.Unlock()
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return nil
+	}
+	select { // a token left by a Flush that timed out
+	case <-m.flushed:
+	default:
+	}
+	if err := m.rd.Flush(); err == nil {
+		select {
+		case <-m.flushed:
+		case <-m.done:
+		case <-time.After(m.opts.PollInterval + time.Second):
+		}
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int]*ProcessHTTP{}
+	for pid, ps := range m.procs {
+		if ph := ps.drain(int(pid)); ph != nil {
+			out[int(pid)] = ph
+		}
+		if ps.removed {
+			delete(m.procs, pid)
+		}
+	}
+	return out
+}
+
+// Stats returns the cumulative counters.
+func (m *Monitor) Stats() (Stats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Stats{}, errClosed
+	}
+	var st Stats
+	var per []uint64
+	for i := uint32(0); i < bpfhttpmon.NumStats; i++ {
+		if err := m.objs.Stats.Lookup(i, &per); err != nil {
+			return Stats{}, fmt.Errorf("http monitor: read stats: %w", err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		switch i {
+		case bpfhttpmon.StatExchanges:
+			st.Exchanges = sum
+		case bpfhttpmon.StatLost:
+			st.Lost = sum
+		case bpfhttpmon.StatUnmatchedRequest:
+			st.UnmatchedRequests = sum
+		case bpfhttpmon.StatUnmatchedResponse:
+			st.UnmatchedResponses = sum
+		}
+	}
+	st.Dropped = m.dropped
+	return st, nil
+}
+
+// Close detaches and unloads everything and stops the reader. Data not yet
+// drained is discarded.
+func (m *Monitor) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.drainMu.Lock() // wait for a Drain in progress
+	defer m.drainMu.Unlock()
+	return m.release()
+}
+
+func (m *Monitor) closeLinks() error {
+	var errs []error
+	for _, l := range m.links {
+		errs = append(errs, l.Close())
+	}
+	m.links = nil
+	return errors.Join(errs...)
+}
+
+func (m *Monitor) release() error {
+	errs := []error{m.closeLinks()}
+	if m.rd != nil {
+		errs = append(errs, m.rd.Close())
+		<-m.done
+	}
+	errs = append(errs, m.objs.Close())
+	return errors.Join(errs...)
+}
+
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// pidMax is the kernel's pid_max: PIDs are below it.
+func pidMax() (uint32, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 0, fmt.Errorf("http monitor: read pid_max: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || n == 0 || n > 1<<22 {
+		return 0, fmt.Errorf("http monitor: /proc/sys/kernel/pid_max: %q is not a PID limit", strings.TrimSpace(string(b)))
+	}
+	return uint32(n), nil
+}
+
+// pidNamespace identifies the PID namespace we run in; init is true for
+// the initial namespace, where the kernel's PIDs are ours.
+func pidNamespace() (dev, ino uint64, init bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, 0, false, fmt.Errorf("http monitor: identify pid namespace: %w", err)
+	}
+	const procPIDInitIno = 0xEFFFFFFC
+	return st.Dev, st.Ino, st.Ino == procPIDInitIno, nil
+}
+
+// privilegeHint names what is missing when the kernel refuses.
+func privilegeHint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (HTTP monitoring needs root or CAP_BPF+CAP_PERFMON)", err)
+	}
+	if !strings.HasPrefix(err.Error(), "http monitor") {
+		return fmt.Errorf("http monitor: %w", err)
+	}
+	return err
+}
