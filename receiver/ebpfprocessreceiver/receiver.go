@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/xconsumer"
 	"go.opentelemetry.io/collector/receiver"
@@ -56,7 +57,9 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	r.ctrl = ctrl
 
 	if r.metrics != nil {
-		s, err := newScraper(r.cfg, r.set, ctrl)
+		s, err := newScraper(r.cfg, r.set, ctrl, func(err error) {
+			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+		})
 		if err != nil {
 			cancel()
 			return err

@@ -2,6 +2,7 @@ package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebp
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -33,9 +34,21 @@ type scraper struct {
 	// never changes), swapped each scrape like targets.
 	resources     map[*procfs.Info]pcommon.Resource
 	resourcesNext map[*procfs.Info]pcommon.Resource
+
+	// allPolicies reads the current policy set (nil without extension);
+	// the HTTP monitor is loaded by what it asks for.
+	allPolicies func() *policy.Set
+	http        *httpMonitor
+	telemetry   *metadata.TelemetryBuilder
+	pids        []int
+	lastTS      pcommon.Timestamp
 }
 
-func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller) (*scraper, error) {
+func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller, reportErr func(error)) (*scraper, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
 	sc, err := procfs.New(procfs.Config{
 		Include:         procFilter(cfg.Include),
 		Exclude:         procFilter(cfg.Exclude),
@@ -43,9 +56,17 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller) (*s
 		Logger:          set.Logger,
 	})
 	if err != nil {
+		tb.Shutdown()
 		return nil, err
 	}
 	s := &scraper{
+		telemetry: tb,
+		http: &httpMonitor{
+			cfg:       cfg.HTTP,
+			logger:    set.Logger,
+			telemetry: tb,
+			reportErr: reportErr,
+		},
 		mb:          metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
 		scanner:     sc,
 		targets:     map[*procfs.Info]bool{},
@@ -54,8 +75,11 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller) (*s
 		resources:     map[*procfs.Info]pcommon.Resource{},
 		resourcesNext: map[*procfs.Info]pcommon.Resource{},
 	}
-	if cfg.Scope == ScopePolicyTargets && ctrl != nil {
-		s.policies = ctrl.Policies
+	if ctrl != nil {
+		s.allPolicies = ctrl.Policies
+		if cfg.Scope == ScopePolicyTargets {
+			s.policies = ctrl.Policies
+		}
 	}
 	return s, nil
 }
@@ -81,11 +105,13 @@ func (s *scraper) scrape(_ context.Context, now time.Time) (pmetric.Metrics, err
 	if s.policies != nil {
 		set = s.policies()
 	}
+	s.pids = s.pids[:0]
 	for i := range snap.Samples {
 		smp := &snap.Samples[i]
 		if set != nil && !s.targeted(smp.Info, set) {
 			continue
 		}
+		s.pids = append(s.pids, int(smp.Info.PID))
 		s.mb.RecordProcessCPUTimeDataPoint(ts, smp.UserSeconds, metadata.AttributeCPUModeUser)
 		s.mb.RecordProcessCPUTimeDataPoint(ts, smp.SystemSeconds, metadata.AttributeCPUModeSystem)
 		if smp.HasUtilization {
@@ -110,7 +136,20 @@ func (s *scraper) scrape(_ context.Context, now time.Time) (pmetric.Metrics, err
 		rb.SetHostName(snap.HostName)
 		s.mb.EmitForResource(metadata.WithResource(rb.Emit()))
 	}
-	return s.mb.Emit(), nil
+	var all *policy.Set
+	if s.allPolicies != nil {
+		all = s.allPolicies()
+	}
+	slices.Sort(s.pids)
+	byPID := s.http.sync(now, all, s.pids)
+	md := s.mb.Emit()
+	start := s.lastTS
+	if start == 0 {
+		start = ts
+	}
+	appendHTTP(md, byPID, start, ts)
+	s.lastTS = ts
+	return md, nil
 }
 
 // targeted reports whether some policy selector matches the process.
@@ -170,4 +209,8 @@ func (s *scraper) buildResource(in *procfs.Info) pcommon.Resource {
 	return rb.Emit()
 }
 
-func (s *scraper) close() { s.scanner.Close() }
+func (s *scraper) close() {
+	s.http.close()
+	s.scanner.Close()
+	s.telemetry.Shutdown()
+}
