@@ -1,0 +1,349 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// Off-CPU profiler on sched_switch (tp_btf). When a thread of a target
+// process is switched out, the program records the time and the thread's
+// user and kernel stacks (the tracepoint runs in the context of the thread
+// going off the CPU, so bpf_get_stackid sees its stacks). When the thread is
+// switched in again, the time it was off the CPU is added to the
+// (process, user stack, kernel stack) key.
+//
+// Buffers. Counts and stacks are double-buffered as in the on-CPU sampler,
+// but a block may span a buffer flip: its stacks were recorded in the buffer
+// active at switch-out, its time is added at switch-in to the counts of the
+// buffer active then. So a count key names the stack buffer its ids belong
+// to (stack_buf), counts are written only at switch-in (the inactive counts
+// map is stable once in-flight programs are done), and user space keeps, when
+// it clears a stack map, the ids still referenced by blocked threads
+// (offcpu_start) and by counts not yet drained.
+//
+// Cost. Taking the two stacks is most of the cost of a switch-out (several
+// microseconds on a VM), which a thread that switches tens of thousands of
+// times a second would pay at every switch. So each CPU walks at most about
+// max_stacks_per_sec stacks a second: when its target switch-outs came
+// faster than that in the previous window (100 ms, shorter in a burst),
+// each switch-out of the next window is recorded with probability
+// p = budget / rate (decided before the block's length is known) and its
+// time counted as time / p, so that totals and shares stay unbiased.
+// Threads that block rarely are always recorded (p = 1).
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#define EFAULT 14
+#define EEXIST 17
+#define TASK_DEAD 0x80
+#define MAX_STACK_DEPTH 127
+
+// Sizes are overwritten by user space before loading.
+#define DEFAULT_STACKS 8192
+#define DEFAULT_COUNTS 8192
+#define DEFAULT_THREADS 16384
+
+enum stat_index {
+	STAT_SWITCH_OUT = 0,    // target threads switched out (stacks taken)
+	STAT_BLOCKS,            // blocks counted (>= min_block_ns)
+	STAT_SHORT_BLOCKS,      // blocks shorter than min_block_ns, dropped
+	STAT_USER_STACK_LOST,   // user stack not recorded (collision, full map)
+	STAT_KERNEL_STACK_LOST, // kernel stack not recorded
+	STAT_COUNT_LOST,        // counts map full: block dropped
+	STAT_UNSAMPLED,         // switch-outs skipped by the rate limit
+	STAT_MAX,
+};
+
+struct block_key {
+	__u32 pid;             // tgid, in the pid namespace of the loader
+	__s32 user_stack_id;   // < 0: no user stack (see stats)
+	__s32 kernel_stack_id; // < 0: no kernel stack
+	__u32 stack_buf;       // the stack map (0 or 1) the ids belong to
+};
+
+struct block_value {
+	__u64 ns;     // total time off the CPU (scaled by 1/p)
+	__u64 blocks; // number of blocks (scaled by 1/p)
+};
+
+// A thread of a target process that is off the CPU.
+struct start {
+	__u64 ts;
+	__u32 pid; // tgid, as in block_key
+	__s32 user_stack_id;
+	__s32 kernel_stack_id;
+	__u16 stack_buf;
+	__u16 p16; // recording probability, in 1/65536 (65536 stored as 0)
+};
+
+// Per-CPU rate of target switch-outs, for the stack budget.
+struct rate {
+	__u64 window_start;
+	__u64 switch_outs;
+	__u32 p16; // probability for this window, in 1/65536; 0: not set (1)
+};
+
+// The PID filter, a bitmap indexed by tgid (in the pid namespace of the
+// loader): bit tgid%64 of word tgid/64. Every context switch of the machine
+// consults it twice; an array lookup is inlined by the verifier, about 35 ns
+// a switch cheaper than a hash lookup. Sized by user space from pid_max
+// (512 KiB for the largest, 4194304).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} target_pids SEC(".maps");
+
+// Keyed by the kernel's thread id (task_struct.pid). LRU: a thread that never
+// runs again (killed while blocked) cannot fill the map.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DEFAULT_THREADS);
+	__type(key, __u32);
+	__type(value, struct start);
+} offcpu_start SEC(".maps");
+
+#define STACK_MAP(name)                                                 \
+	struct {                                                        \
+		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                 \
+		__uint(max_entries, DEFAULT_STACKS);                    \
+		__uint(key_size, sizeof(__u32));                        \
+		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));    \
+	} name SEC(".maps")
+
+#define COUNT_MAP(name)                                                 \
+	struct {                                                        \
+		__uint(type, BPF_MAP_TYPE_HASH);                        \
+		__uint(max_entries, DEFAULT_COUNTS);                    \
+		__type(key, struct block_key);                          \
+		__type(value, struct block_value);                      \
+	} name SEC(".maps")
+
+STACK_MAP(stacks_0);
+STACK_MAP(stacks_1);
+COUNT_MAP(counts_0);
+COUNT_MAP(counts_1);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rate);
+} rates SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+// Set when the loader runs in a non-initial pid namespace (a container), so
+// that target PIDs are compared in the namespace where they were found.
+volatile const __u64 pidns_dev = 0;
+volatile const __u64 pidns_ino = 0;
+
+// Blocks shorter than this are not counted.
+volatile const __u64 min_block_ns = 0;
+
+// Stack walks per second per CPU before switch-outs are sampled; 0: no limit.
+volatile const __u64 max_stacks_per_sec = 0;
+
+#define RATE_WINDOW_NS 100000000ULL
+#define P_ONE 65536
+
+// Which buffer pair the program writes to; flipped by user space.
+volatile __u32 active_buf = 0;
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1; // per-CPU: no atomics needed
+}
+
+static __always_inline int is_target(__u32 tgid)
+{
+	__u32 word = tgid >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&target_pids, &word);
+
+	return bits && ((*bits >> (tgid & 63)) & 1);
+}
+
+static __always_inline void add_block(void *counts, struct block_key *key, __u64 ns, __u64 blocks)
+{
+	struct block_value *v = bpf_map_lookup_elem(counts, key);
+	if (v) {
+		__sync_fetch_and_add(&v->ns, ns);
+		__sync_fetch_and_add(&v->blocks, blocks);
+		return;
+	}
+	struct block_value init = { .ns = ns, .blocks = blocks };
+	long err = bpf_map_update_elem(counts, key, &init, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		// Another CPU inserted the same key first.
+		v = bpf_map_lookup_elem(counts, key);
+		if (v) {
+			__sync_fetch_and_add(&v->ns, ns);
+			__sync_fetch_and_add(&v->blocks, blocks);
+		}
+	} else if (err) {
+		stat_inc(STAT_COUNT_LOST);
+	}
+}
+
+// next is coming back on the CPU: count the time since it left.
+static __always_inline void switch_in(struct task_struct *next)
+{
+	__u32 tid = next->pid;
+
+	// In the initial namespace the tgid filter spares non-target threads
+	// the lookup in the (larger) start map.
+	if (!pidns_ino && !is_target(next->tgid))
+		return;
+	struct start *st = bpf_map_lookup_elem(&offcpu_start, &tid);
+	if (!st)
+		return;
+	// Read the clock only here: on a VM it costs as much as the rest of a
+	// non-target switch.
+	__u64 delta = bpf_ktime_get_ns() - st->ts;
+	__u64 p16 = st->p16 ? st->p16 : P_ONE;
+	struct block_key key = {
+		.pid = st->pid,
+		.user_stack_id = st->user_stack_id,
+		.kernel_stack_id = st->kernel_stack_id,
+		.stack_buf = st->stack_buf,
+	};
+	if (delta >= min_block_ns && (!pidns_ino || is_target(key.pid))) {
+		stat_inc(STAT_BLOCKS);
+		__u64 ns = delta, blocks = 1;
+		if (p16 < P_ONE) {
+			ns = delta * P_ONE / p16;
+			blocks = P_ONE / p16;
+		}
+		if (active_buf)
+			add_block(&counts_1, &key, ns, blocks);
+		else
+			add_block(&counts_0, &key, ns, blocks);
+	} else {
+		stat_inc(STAT_SHORT_BLOCKS);
+	}
+	// Deleted after the count is in: user space, scanning this map and
+	// then the counts, never misses a stack id that is still needed.
+	bpf_map_delete_elem(&offcpu_start, &tid);
+}
+
+// sample_p16 counts a target switch-out on this CPU and returns the
+// probability of recording it, in 1/65536: the budget over the rate of the
+// previous window, at most 1.
+static __always_inline __u32 sample_p16(void)
+{
+	__u32 zero = 0;
+
+	if (!max_stacks_per_sec)
+		return P_ONE;
+	struct rate *r = bpf_map_lookup_elem(&rates, &zero);
+	if (!r)
+		return P_ONE;
+	// The clock costs as much as the rest of an unsampled switch-out on a
+	// VM (and the coarse one is not allowed here): read it every 16th.
+	if ((++r->switch_outs & 15) != 1)
+		return r->p16 ? r->p16 : P_ONE;
+	__u64 now = bpf_ktime_get_ns();
+	if (!r->window_start) {
+		r->window_start = now;
+		r->switch_outs = 1;
+		return P_ONE;
+	}
+	__u64 elapsed = now - r->window_start;
+	// A window ends after 100 ms, or sooner once it has seen as many
+	// switch-outs as the budget allows in 100 ms: a burst is sampled
+	// within a few hundred switch-outs.
+	__u64 window_budget = max_stacks_per_sec / 10;
+	if (elapsed < RATE_WINDOW_NS && r->switch_outs < window_budget)
+		return r->p16 ? r->p16 : P_ONE;
+	__u64 p = P_ONE;
+	// Past a second the count is below the budget (the window would have
+	// ended on it): p = 1.
+	if (elapsed < 1000000000ULL) {
+		// p = budget * elapsed / switch_outs, in 1/65536, in 1.024 us
+		// units of elapsed so that nothing overflows.
+		p = max_stacks_per_sec * (elapsed >> 10) * P_ONE / r->switch_outs * 1024 / 1000000000ULL;
+		if (p > P_ONE)
+			p = P_ONE;
+		if (p < 1)
+			p = 1;
+	}
+	r->p16 = p;
+	r->window_start = now;
+	r->switch_outs = 1;
+	return p;
+}
+
+// prev (the current task) is going off the CPU: remember when and where.
+static __always_inline void switch_out(void *ctx, struct task_struct *prev)
+{
+	__u32 tgid;
+
+	// A dying thread never comes back.
+	if (prev->__state & TASK_DEAD)
+		return;
+	if (pidns_ino) {
+		struct bpf_pidns_info ns = {};
+		// Fails for tasks outside our namespace: they cannot be targets.
+		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
+			return;
+		tgid = ns.tgid;
+	} else {
+		tgid = prev->tgid;
+	}
+	if (!is_target(tgid))
+		return;
+
+	__u32 p16 = sample_p16();
+	if (p16 < P_ONE && (bpf_get_prandom_u32() & 0xffff) >= p16) {
+		stat_inc(STAT_UNSAMPLED);
+		return;
+	}
+	stat_inc(STAT_SWITCH_OUT);
+	__u32 buf = active_buf;
+	struct start st = { .pid = tgid, .stack_buf = buf, .p16 = p16 & 0xffff };
+	if (buf) {
+		st.user_stack_id = bpf_get_stackid(ctx, &stacks_1, BPF_F_USER_STACK);
+		st.kernel_stack_id = bpf_get_stackid(ctx, &stacks_1, 0);
+	} else {
+		st.user_stack_id = bpf_get_stackid(ctx, &stacks_0, BPF_F_USER_STACK);
+		st.kernel_stack_id = bpf_get_stackid(ctx, &stacks_0, 0);
+	}
+	if (st.user_stack_id < 0 && st.user_stack_id != -EFAULT)
+		stat_inc(STAT_USER_STACK_LOST);
+	if (st.kernel_stack_id < 0)
+		stat_inc(STAT_KERNEL_STACK_LOST);
+	// Taken after the stacks, so their cost is not counted as off-CPU time.
+	st.ts = bpf_ktime_get_ns();
+	__u32 tid = prev->pid;
+	bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	switch_in(next);
+	switch_out(ctx, prev);
+	return 0;
+}
+
+// Per-thread state is dropped when the thread exits. An entry normally
+// goes at switch-in, but one is left behind when its process left the filter
+// while the thread was blocked; the LRU would evict it in time, this is
+// sooner. Not filtered: the thread's process may no longer be a target.
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(offcpu_exit, struct task_struct *task)
+{
+	__u32 tid = task->pid;
+
+	bpf_map_delete_elem(&offcpu_start, &tid);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
