@@ -145,9 +145,12 @@ func runCollector(t testing.TB, timeout time.Duration, args ...string) (string, 
 	return string(out), err
 }
 
-// writeConfig writes a collector config into the test's temp dir.
+// writeConfig writes a collector config into the test's temp dir. The
+// collector's own telemetry endpoint (localhost:8888) is turned off so that
+// a test collector never collides with another one on the machine.
 func writeConfig(t testing.TB, yaml string) string {
 	t.Helper()
+	yaml = strings.Replace(yaml, "\nservice:\n", "\nservice:\n  telemetry:\n    metrics:\n      level: none\n", 1)
 	p := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

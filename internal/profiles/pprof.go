@@ -22,6 +22,9 @@ func (p *Profile) Pprof() *profile.Profile {
 		out.TimeNanos = 0
 	}
 	scaled := p.Kind.Period > 0 && p.Kind.SampleUnit == "count"
+	// pprof tools (and profile.Merge) expect a period type; a kind
+	// without a sampling period (off-CPU) uses its sample type.
+	out.PeriodType = &profile.ValueType{Type: p.Kind.SampleType, Unit: p.Kind.SampleUnit}
 	if p.Kind.PeriodType != "" {
 		out.PeriodType = &profile.ValueType{Type: p.Kind.PeriodType, Unit: p.Kind.PeriodUnit}
 	}

@@ -37,6 +37,11 @@ func (s *profileStore) add(id string, created time.Time, p *profile.Profile) err
 	if err := p.CheckValid(); err != nil {
 		return s.fail(id, created, fmt.Errorf("invalid profile: %w", err))
 	}
+	if p.PeriodType == nil && len(p.SampleType) > 0 {
+		// profile.Merge dereferences the period type; an executor's
+		// profile without one must not take the collector down.
+		p.PeriodType = &profile.ValueType{Type: p.SampleType[0].Type, Unit: p.SampleType[0].Unit}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[id]

@@ -130,3 +130,24 @@ func TestProfileStoreDisabled(t *testing.T) {
 		t.Fatal("profile kept although the store is disabled")
 	}
 }
+
+// A profile without a period type (as off-CPU profiles once were) merges
+// instead of panicking inside profile.Merge.
+func TestProfileStoreMergesWithoutPeriodType(t *testing.T) {
+	s := newProfileStore(1 << 20)
+	mk := func() *profile.Profile {
+		fn := &profile.Function{ID: 1, Name: "wait"}
+		loc := &profile.Location{ID: 1, Line: []profile.Line{{Function: fn}}}
+		return &profile.Profile{
+			SampleType: []*profile.ValueType{{Type: "events", Unit: "nanoseconds"}},
+			Sample:     []*profile.Sample{{Location: []*profile.Location{loc}, Value: []int64{5}}},
+			Location:   []*profile.Location{loc},
+			Function:   []*profile.Function{fn},
+		}
+	}
+	for range 2 {
+		if err := s.add("t1", time.Now(), mk()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/offcpu"
 	"github.com/contprof/contprof/internal/oncpu"
 	"github.com/contprof/contprof/internal/policy"
 	"github.com/contprof/contprof/internal/profiles"
@@ -32,8 +33,9 @@ type executor struct {
 	// stopCtx ends every task at Shutdown.
 	stopCtx context.Context
 
-	oncpu *oncpu.Manager
-	sym   *symbolize.Symbolizer
+	oncpu  *oncpu.Manager
+	offcpu *offcpu.Manager
+	sym    *symbolize.Symbolizer
 
 	wg sync.WaitGroup
 }
@@ -44,19 +46,24 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ct
 	if err != nil {
 		return nil, fmt.Errorf("profiling.on_cpu: %w", err)
 	}
-	e := &executor{r: r, host: host, stopCtx: ctx, oncpu: mgr, sym: symbolize.New(symbolize.Options{})}
+	offMgr, err := offcpu.NewManager(offcpu.Options{MinBlock: r.cfg.Profiling.OffCPU.MinBlock})
+	if err != nil {
+		return nil, fmt.Errorf("profiling.off_cpu: %w", err)
+	}
+	e := &executor{r: r, host: host, stopCtx: ctx, oncpu: mgr, offcpu: offMgr, sym: symbolize.New(symbolize.Options{})}
 	unregister := ctrl.RegisterExecutor(e)
 	return func() {
 		unregister()
 		// The caller cancelled ctx: every task ends and emits what it has.
 		e.wg.Wait()
 		_ = e.oncpu.Close()
+		_ = e.offcpu.Close()
 	}, nil
 }
 
 // Targets lists what this receiver can profile.
 func (e *executor) Targets() []policy.Target {
-	return []policy.Target{policy.TargetOnCPU}
+	return []policy.Target{policy.TargetOnCPU, policy.TargetOffCPU}
 }
 
 // StartTask starts t; an error means it did not start.
@@ -66,22 +73,30 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 	}
 	proc := t.Process[0]
 	var run profileRun
+	var err error
 	switch t.Target {
 	case policy.TargetOnCPU:
-		r, err := oncpu.StartTask(e.oncpu, e.sym, oncpu.Task{
+		run, err = oncpu.StartTask(e.oncpu, e.sym, oncpu.Task{
 			PID:            proc.PID,
 			Duration:       t.Duration,
 			ReportInterval: e.r.cfg.Profiling.ReportInterval,
 			Resource:       proc.Attributes,
 			Attributes:     profiles.TaskAttributes(t),
 		})
-		if err != nil {
-			e.reportStartFailure(t, err)
-			return err
-		}
-		run = r
+	case policy.TargetOffCPU:
+		run, err = offcpu.StartTask(e.offcpu, e.sym, offcpu.Task{
+			PID:            proc.PID,
+			Duration:       t.Duration,
+			ReportInterval: e.r.cfg.Profiling.ReportInterval,
+			Resource:       proc.Attributes,
+			Attributes:     profiles.TaskAttributes(t),
+		})
 	default:
 		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
+	}
+	if err != nil {
+		e.reportStartFailure(t, err)
+		return err
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)

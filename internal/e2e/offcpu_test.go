@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+	"go.opentelemetry.io/collector/pdata/pprofile"
+
+	"github.com/contprof/contprof/internal/workload"
+)
+
+// An off_cpu policy in the ocb-built collector: the triggered process's
+// blocked time reaches the backend as an events/nanoseconds profile and the
+// download shows where it waits.
+func TestOffCPUTaskThroughCollector(t *testing.T) {
+	requireRoot(t)
+	sink := startOTLPSink(t)
+	bin := workload.BuildC(t, "offcpu.c")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "contprof-waiter")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "feed")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := workload.Start(t, exe, fifo)
+	feed, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	go func() {
+		defer feed.Close()
+		tick := time.NewTicker(80 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := feed.Write([]byte{1}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer close(stop)
+
+	port := freePort(t)
+	api := apiURL(port)
+	cfg := fmt.Sprintf(`
+extensions:
+  profilingpolicy:
+    policies:
+      - name: waiter
+        selector: { process.executable.name: { regex: "^contprof-wait" } }
+        target: off_cpu
+        duration: 8s
+        items:
+          - { monitor: process_thread_count, threshold: 1, period: 3, count: 2 }
+    api: { endpoint: "127.0.0.1:%d" }
+receivers:
+  ebpfprocess:
+    include: { executables: [contprof-waiter] }
+    profiling: { report_interval: 3s }
+processors:
+  continuousprofiling: {}
+exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls: { insecure: true }
+service:
+  extensions: [profilingpolicy]
+  pipelines:
+    metrics:
+      receivers: [ebpfprocess]
+      processors: [continuousprofiling]
+      exporters: [otlp_grpc]
+    profiles:
+      receivers: [ebpfprocess]
+      exporters: [otlp_grpc]
+`, port, sink.addr)
+	c := startCollector(t, writeConfig(t, cfg))
+	c.waitFor("Everything is ready", time.Minute)
+
+	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool {
+		return x.Policy == "waiter" && len(x.Processes) == 1 && x.Processes[0].PID == w.PID()
+	})
+	if task.Target != "off_cpu" {
+		t.Fatalf("task target %q, want off_cpu", task.Target)
+	}
+	sink.waitProfiles(t, 30*time.Second, func(all []pprofile.Profiles) bool {
+		for _, pd := range all {
+			if offCPUProfileFor(pd, int64(w.PID())) {
+				return true
+			}
+		}
+		return false
+	})
+	done := waitTask(t, api, 40*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
+	if done.State != "finished" {
+		t.Fatalf("task ended %s: %s", done.State, done.Error)
+	}
+	resp, err := http.Get(api + "/api/v1/tasks/" + task.ID + "/profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("profile download: %s: %s", resp.Status, raw)
+	}
+	if _, err := profile.Parse(bytes.NewReader(raw)); err != nil {
+		t.Fatalf("downloaded profile does not parse: %v", err)
+	}
+	top := pprofTop(t, raw)
+	if !strings.Contains(top, "wait_long") || !strings.Contains(top, "wait_short") {
+		t.Fatalf("go tool pprof -top does not show wait_long and wait_short")
+	}
+}
+
+// offCPUProfileFor reports whether pd holds an off-CPU (nanoseconds of
+// blocking) profile of pid with the off_cpu trigger context.
+func offCPUProfileFor(pd pprofile.Profiles, pid int64) bool {
+	dict := pd.Dictionary()
+	strs := dict.StringTable()
+	for i := 0; i < pd.ResourceProfiles().Len(); i++ {
+		rp := pd.ResourceProfiles().At(i)
+		v, ok := rp.Resource().Attributes().Get("process.pid")
+		if !ok || v.Int() != pid {
+			continue
+		}
+		for j := 0; j < rp.ScopeProfiles().Len(); j++ {
+			ps := rp.ScopeProfiles().At(j).Profiles()
+			for k := 0; k < ps.Len(); k++ {
+				p := ps.At(k)
+				attrs, err := pprofile.FromAttributeIndices(dict.AttributeTable(), p, dict)
+				if err != nil {
+					continue
+				}
+				target, _ := attrs.Get("contprof.target")
+				unit := strs.At(int(p.SampleType().UnitStrindex()))
+				if target.Str() == "off_cpu" && unit == "nanoseconds" && p.Samples().Len() > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
