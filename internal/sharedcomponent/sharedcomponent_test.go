@@ -13,7 +13,7 @@ type counter struct {
 }
 
 func (c *counter) Start(context.Context, component.Host) error { c.starts++; return nil }
-func (c *counter) Shutdown(context.Context) error               { c.stops++; return nil }
+func (c *counter) Shutdown(context.Context) error              { c.stops++; return nil }
 
 func TestSharedStartsAndStopsOnce(t *testing.T) {
 	var m Map[string, *counter]
