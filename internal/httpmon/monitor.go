@@ -152,6 +152,8 @@ type Monitor struct {
 	words   map[uint32]uint64 // the filter's non-zero words, as written
 	procs   map[uint32]*procState
 	dropped uint64
+	// observer sees each exchange (SetObserver); called under mu.
+	observer func(Exchange)
 }
 
 // Open loads and attaches the programs. Nothing is monitored until PIDs are
@@ -417,6 +419,9 @@ func (m *Monitor) handle(b []byte) {
 		m.procs[pid] = ps
 	}
 	ps.add(b, m.opts.MaxPathsPerProcess)
+	if m.observer != nil {
+		m.observer(decodeExchange(b))
+	}
 }
 
 // Drain returns what each monitored process did since the previous Drain

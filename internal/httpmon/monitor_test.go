@@ -4,14 +4,17 @@ package httpmon
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -408,5 +411,50 @@ func TestClientTimeoutIsUnmatched(t *testing.T) {
 				t.Errorf("Drain = %v, want nothing", d)
 			}
 		})
+	}
+}
+
+// An observer sees every exchange with its PID, FD, role and status, as
+// network tasks need to attribute exchanges to peers.
+func TestObserverSeesExchanges(t *testing.T) {
+	requireEBPF(t)
+	srv := startServer(t, goServer(t), "-sleep", "1ms")
+	m := openMonitor(t, Options{})
+	var mu sync.Mutex
+	var seen []Exchange
+	m.SetObserver(func(ex Exchange) {
+		mu.Lock()
+		seen = append(seen, ex)
+		mu.Unlock()
+	})
+	if err := m.AddPID(srv.pid()); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{}
+	for _, p := range []string{"/status/503?x=1", "/status/200", "/status/503"} {
+		resp, err := client.Get(srv.url + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	m.Drain() // flushes the ring buffer through the reader
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 {
+		t.Fatalf("observer saw %d exchanges, want 3: %+v", len(seen), seen)
+	}
+	for i, want := range []int{503, 200, 503} {
+		ex := seen[i]
+		if ex.PID != srv.pid() || ex.FD <= 2 || ex.Client || ex.Method != "GET" || ex.Status != want {
+			t.Errorf("exchange %d = %+v, want server GET %d of pid %d", i, ex, want, srv.pid())
+		}
+		if time.Since(ex.Start) > time.Minute || ex.Start.After(time.Now()) {
+			t.Errorf("exchange %d start %v is not recent", i, ex.Start)
+		}
+	}
+	if seen[0].Path != "/status/503" {
+		t.Errorf("path %q: want the query string removed", seen[0].Path)
 	}
 }
