@@ -25,10 +25,12 @@ import (
 
 // Semantic-convention names read by the processor.
 const (
-	metricCPU      = "process.cpu.utilization"
-	metricThreads  = "process.thread.count"
-	metricLoad     = "system.cpu.load_average.1m"
-	metricHTTPDur  = "http.server.request.duration"
+	metricCPU     = "process.cpu.utilization"
+	metricThreads = "process.thread.count"
+	metricLoad    = "system.cpu.load_average.1m"
+	metricHTTPDur = "http.server.request.duration"
+	// attrTaskID marks data a profiling task emitted (trigger context).
+	attrTaskID     = "contprof.task.id"
 	attrHost       = "host.name"
 	attrPID        = "process.pid"
 	attrCreated    = "process.creation.time"
@@ -473,6 +475,11 @@ func (p *cpProcessor) ingestHTTP(proc *window.Proc, m pmetric.Metric) {
 }
 
 func (p *cpProcessor) addHTTP(proc *window.Proc, cumulative bool, attrs pcommon.Map, start, ts pcommon.Timestamp, count uint64, sum float64, hasSum bool, scale float64) {
+	if _, ok := attrs.Get(attrTaskID); ok {
+		// A network task's per-peer breakdown of requests the process's
+		// own histograms already count.
+		return
+	}
 	if cumulative {
 		var ok bool
 		count, sum, ok = proc.Cumulative(p.seriesHash(attrs), int64(start), int64(ts), count, sum)
