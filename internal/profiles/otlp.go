@@ -19,7 +19,7 @@ func ToPprofile(scopeName string, ps ...*Profile) pprofile.Profiles {
 	b := newOTLPBuilder()
 	for _, p := range ps {
 		rp := b.out.ResourceProfiles().AppendEmpty()
-		putMap(rp.Resource().Attributes(), p.Resource)
+		PutAttributes(rp.Resource().Attributes(), p.Resource)
 		sp := rp.ScopeProfiles().AppendEmpty()
 		sp.Scope().SetName(scopeName)
 		b.addProfile(sp.Profiles().AppendEmpty(), p)
@@ -221,7 +221,10 @@ func (b *otlpBuilder) addProfile(out pprofile.Profile, p *Profile) {
 }
 
 // putMap copies attributes into a pcommon.Map.
-func putMap(dst pcommon.Map, attrs map[string]any) {
+// PutAttributes stores attrs (resource or trigger attributes, as Go values:
+// strings, numbers, slices of them, maps) in dst; pcommon.Map.FromRaw
+// would drop typed slices such as the trigger values ([]float64).
+func PutAttributes(dst pcommon.Map, attrs map[string]any) {
 	dst.EnsureCapacity(len(attrs))
 	for k, v := range attrs {
 		putAny(dst.PutEmpty(k), v)
@@ -280,7 +283,7 @@ func putAny(dst pcommon.Value, v any) {
 			putAny(s.AppendEmpty(), e)
 		}
 	case map[string]any:
-		putMap(dst.SetEmptyMap(), x)
+		PutAttributes(dst.SetEmptyMap(), x)
 	case fmt.Stringer:
 		dst.SetStr(x.String())
 	default:
