@@ -61,13 +61,24 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ct
 	}, nil
 }
 
-// Targets lists what this receiver can profile.
+// Targets lists what this receiver can profile: on/off-CPU need a
+// profiles pipeline, network a metrics or logs pipeline for its output.
 func (e *executor) Targets() []policy.Target {
-	return []policy.Target{policy.TargetOnCPU, policy.TargetOffCPU}
+	var ts []policy.Target
+	if e.r.profiles != nil {
+		ts = append(ts, policy.TargetOnCPU, policy.TargetOffCPU)
+	}
+	if e.r.metrics != nil || e.r.logs != nil {
+		ts = append(ts, policy.TargetNetwork)
+	}
+	return ts
 }
 
 // StartTask starts t; an error means it did not start.
 func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.TaskSink) error {
+	if t.Target == policy.TargetNetwork {
+		return e.startNetworkTask(ctx, t, sink)
+	}
 	if len(t.Process) != 1 {
 		return fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))
 	}

@@ -28,6 +28,8 @@ type httpMonitor struct {
 	telemetry *metadata.TelemetryBuilder
 	// reportErr surfaces a failed load through component status.
 	reportErr func(error)
+	// hub receives every exchange, for network tasks.
+	hub *exchangeHub
 
 	mon       *httpmon.Monitor
 	lastErr   time.Time
@@ -86,6 +88,9 @@ func (h *httpMonitor) sync(now time.Time, set *policy.Set, pids []int) map[int]*
 			return nil
 		}
 		h.mon, h.pids, h.lastStats = m, nil, httpmon.Stats{}
+		if h.hub != nil {
+			m.SetObserver(h.hub.publish)
+		}
 		h.logger.Info("HTTP monitor loaded", zap.String("attachment", m.Attachment()), zap.Strings("notes", m.Notes()))
 	}
 	if !slices.Equal(pids, h.pids) {

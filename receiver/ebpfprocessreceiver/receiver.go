@@ -26,10 +26,13 @@ type ebpfReceiver struct {
 	logs     consumer.Logs
 	profiles xconsumer.Profiles
 
-	ctrl   control.Controller
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	stops  []func()
+	ctrl control.Controller
+	// exchanges carries HTTP exchanges from the scraper's monitor to
+	// network tasks.
+	exchanges exchangeHub
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stops     []func()
 }
 
 func newReceiver(set receiver.Settings, cfg *Config) (*ebpfReceiver, error) {
@@ -57,7 +60,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	r.ctrl = ctrl
 
 	if r.metrics != nil {
-		s, err := newScraper(r.cfg, r.set, ctrl, func(err error) {
+		s, err := newScraper(r.cfg, r.set, ctrl, &r.exchanges, func(err error) {
 			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
 		})
 		if err != nil {
@@ -71,7 +74,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 			r.runMetrics(ctx, s)
 		}()
 	}
-	if r.profiles != nil && ctrl != nil {
+	if ctrl != nil && (r.profiles != nil || r.metrics != nil || r.logs != nil) {
 		stop, err := startExecutor(ctx, r, host, ctrl)
 		if err != nil {
 			cancel()

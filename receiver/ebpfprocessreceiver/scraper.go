@@ -44,7 +44,7 @@ type scraper struct {
 	lastTS      pcommon.Timestamp
 }
 
-func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller, reportErr func(error)) (*scraper, error) {
+func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller, hub *exchangeHub, reportErr func(error)) (*scraper, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -66,6 +66,7 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller, rep
 			logger:    set.Logger,
 			telemetry: tb,
 			reportErr: reportErr,
+			hub:       hub,
 		},
 		mb:          metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
 		scanner:     sc,

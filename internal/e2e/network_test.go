@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/contprof/contprof/internal/workload"
+)
+
+// A network task fired by http_error_rate: the service instance's
+// connections appear as per-flow metrics with peers, and its failed HTTP
+// exchanges as sampled logs, all stamped with the trigger.
+func TestNetworkTaskThroughCollector(t *testing.T) {
+	requireRoot(t)
+	sink := startOTLPSink(t)
+	bin := workload.BuildGo(t, "../httpservers/goserver")
+	webPort, apiPort := freePort(t), freePort(t)
+	web := startGoServer(t, bin, "contprof-netweb", webPort)
+	api := apiURL(apiPort)
+
+	cfg := fmt.Sprintf(`
+extensions:
+  profilingpolicy:
+    policies:
+      - name: web-net
+        selector: { process.executable.name: contprof-netweb }
+        target: network
+        duration: 6s
+        items:
+          - { monitor: http_error_rate, threshold: 10, period: 5, count: 3 }
+    api: { endpoint: "127.0.0.1:%d" }
+receivers:
+  ebpfprocess:
+    include: { executables: [contprof-netweb] }
+    profiling: { report_interval: 2s }
+processors:
+  continuousprofiling: {}
+exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls: { insecure: true }
+service:
+  extensions: [profilingpolicy]
+  pipelines:
+    metrics:
+      receivers: [ebpfprocess]
+      processors: [continuousprofiling]
+      exporters: [otlp_grpc]
+    logs:
+      receivers: [ebpfprocess]
+      exporters: [otlp_grpc]
+`, apiPort, sink.addr)
+	c := startCollector(t, writeConfig(t, cfg))
+	c.waitFor("Everything is ready", time.Minute)
+	c.waitFor("HTTP monitor loaded", 30*time.Second)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	drive(stop, &wg, fmt.Sprintf("http://127.0.0.1:%d/work", webPort), fmt.Sprintf("http://127.0.0.1:%d/work", webPort))
+	defer func() { close(stop); wg.Wait() }()
+
+	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool {
+		return x.Policy == "web-net" && len(x.Processes) >= 1 && x.Processes[0].PID == web.Process.Pid
+	})
+	if task.Target != "network" {
+		t.Fatalf("task target %q, want network", task.Target)
+	}
+	pid := int64(web.Process.Pid)
+	sink.waitMetrics(t, 30*time.Second, func(all []pmetric.Metrics) bool {
+		return networkFlowFor(all, pid, task.ID, int64(os.Getpid()))
+	})
+	waitUntil(t, 30*time.Second, "sampled 5xx exchange logs", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return failedExchangeLogFor(sink.logs, pid, task.ID)
+	})
+	done := waitTask(t, api, 30*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
+	if done.State != "finished" {
+		t.Fatalf("task ended %s: %s", done.State, done.Error)
+	}
+}
+
+// networkFlowFor reports whether a flow metric of pid, with the task's
+// trigger context and its peer resolved to the local process peerPID (the
+// process topology), arrived.
+func networkFlowFor(all []pmetric.Metrics, pid int64, taskID string, peerPID int64) bool {
+	for _, md := range all {
+		for i := 0; i < md.ResourceMetrics().Len(); i++ {
+			rm := md.ResourceMetrics().At(i)
+			if v, ok := rm.Resource().Attributes().Get("process.pid"); !ok || v.Int() != pid {
+				continue
+			}
+			for j := 0; j < rm.ScopeMetrics().Len(); j++ {
+				ms := rm.ScopeMetrics().At(j).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					m := ms.At(k)
+					if m.Name() != "contprof.network.io" || m.Type() != pmetric.MetricTypeSum {
+						continue
+					}
+					dps := m.Sum().DataPoints()
+					for d := 0; d < dps.Len(); d++ {
+						attrs := dps.At(d).Attributes()
+						id, _ := attrs.Get("contprof.task.id")
+						peer, _ := attrs.Get("network.peer.address")
+						peerProc, _ := attrs.Get("contprof.peer.process.pid")
+						values, _ := attrs.Get("contprof.trigger.values")
+						if id.Str() == taskID && peer.Str() == "127.0.0.1" && peerProc.Int() == peerPID &&
+							values.Type() == pcommon.ValueTypeSlice && values.Slice().Len() >= 3 {
+							return true
+						}
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// failedExchangeLogFor reports whether a sampled log of a 5xx exchange of
+// pid, stamped with the task, arrived.
+func failedExchangeLogFor(all []plog.Logs, pid int64, taskID string) bool {
+	for _, ld := range all {
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			rl := ld.ResourceLogs().At(i)
+			if v, ok := rl.Resource().Attributes().Get("process.pid"); !ok || v.Int() != pid {
+				continue
+			}
+			for j := 0; j < rl.ScopeLogs().Len(); j++ {
+				lrs := rl.ScopeLogs().At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					attrs := lrs.At(k).Attributes()
+					id, _ := attrs.Get("contprof.task.id")
+					status, _ := attrs.Get("http.response.status_code")
+					if id.Str() == taskID && status.Int() >= 500 {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,103 @@
+package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/httpmon"
+	"github.com/contprof/contprof/internal/netprof"
+	"github.com/contprof/contprof/internal/profiles"
+)
+
+// startNetworkTask profiles the connections of every process of the task's
+// service instance on this host; it emits metrics per flow and sampled
+// HTTP exchange logs each report interval, stamped with the trigger.
+func (e *executor) startNetworkTask(ctx context.Context, t control.Task, sink control.TaskSink) error {
+	resources := make(map[int]map[string]any, len(t.Process))
+	pids := make([]int, 0, len(t.Process))
+	for _, p := range t.Process {
+		resources[p.PID] = p.Attributes
+		pids = append(pids, p.PID)
+	}
+	task, err := netprof.Start(netprof.Options{
+		PIDs:       pids,
+		Resource:   func(pid int) map[string]any { return resources[pid] },
+		Attributes: profiles.TaskAttributes(t),
+	})
+	if err != nil {
+		e.reportStartFailure(t, err)
+		return err
+	}
+	unsubscribe := e.r.exchanges.subscribe(func(ex httpmon.Exchange) {
+		role := netprof.RoleServer
+		if ex.Client {
+			role = netprof.RoleClient
+		}
+		task.ObserveHTTP(netprof.Exchange{
+			PID: ex.PID, FD: ex.FD, Role: role, Method: ex.Method, Status: ex.Status,
+			Start: ex.Start, Duration: ex.Duration, Path: ex.Path,
+		})
+	})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	stopOnShutdown := context.AfterFunc(e.stopCtx, cancel)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		defer stopOnShutdown()
+		defer func() { _ = task.Close() }()
+		defer unsubscribe()
+		sink.Done(e.runNetwork(runCtx, t, task))
+	}()
+	return nil
+}
+
+// runNetwork reports every interval until the duration ends, every covered
+// process has exited, or ctx is done.
+func (e *executor) runNetwork(ctx context.Context, t control.Task, task *netprof.Task) error {
+	end := time.NewTimer(t.Duration)
+	defer end.Stop()
+	report := time.NewTicker(e.r.cfg.Profiling.ReportInterval)
+	defer report.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.emitNetwork(t, task)
+			if e.stopCtx.Err() != nil {
+				return errors.New("collector shut down before the task's end")
+			}
+			return ctx.Err()
+		case <-end.C:
+			e.emitNetwork(t, task)
+			return nil
+		case <-report.C:
+			e.emitNetwork(t, task)
+			if len(task.PIDs()) == 0 {
+				return nil // the whole instance exited: a clean end
+			}
+		}
+	}
+}
+
+func (e *executor) emitNetwork(t control.Task, task *netprof.Task) {
+	md, ld := task.Collect(time.Now())
+	// Not the task's context: the last interval of a cancelled task must
+	// still be exported.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e.r.metrics != nil && md.DataPointCount() > 0 {
+		if err := e.r.metrics.ConsumeMetrics(ctx, md); err != nil {
+			e.r.logger.Warn("Network task metrics not exported", zap.String("task", t.ID), zap.Error(err))
+		}
+	}
+	if e.r.logs != nil && ld.LogRecordCount() > 0 {
+		if err := e.r.logs.ConsumeLogs(ctx, ld); err != nil {
+			e.r.logger.Warn("Network task logs not exported", zap.String("task", t.ID), zap.Error(err))
+		}
+	}
+}
