@@ -91,48 +91,31 @@ func TestHTTPMonitorsTriggerThroughCollector(t *testing.T) {
 	web2 := startGoServer(t, bin, "contprof-web2", web2Port)
 	api := apiURL(apiPort)
 
-	cfg := fmt.Sprintf(`
-extensions:
-  profilingpolicy:
-    policies:
-      - name: web-errors
-        selector: { process.executable.name: contprof-web }
-        target: on_cpu
-        duration: 5s
-        items:
-          - { monitor: http_error_rate, threshold: 10, period: 5, count: 3, uri_list: [/work] }
-      - name: web2-latency
-        selector: { process.executable.name: contprof-web2 }
-        target: on_cpu
-        duration: 5s
-        items:
-          - { monitor: http_avg_response_time, threshold: 20, period: 5, count: 3, uri_regex: "^/wor" }
-      # /fast answers at once: it must never cross 20 ms.
-      - name: web2-fast
-        selector: { process.executable.name: contprof-web2 }
-        target: on_cpu
-        duration: 5s
-        items:
-          - { monitor: http_avg_response_time, threshold: 20, period: 5, count: 1, uri_list: [/fast] }
-    api: { endpoint: "127.0.0.1:%d" }
-receivers:
-  ebpfprocess:
-    include: { executables: [contprof-web, contprof-web2] }
-processors:
-  continuousprofiling: {}
-exporters:
-  debug: {}
-service:
-  extensions: [profilingpolicy]
-  pipelines:
-    metrics:
-      receivers: [ebpfprocess]
-      processors: [continuousprofiling]
-      exporters: [debug]
-    profiles:
-      receivers: [ebpfprocess]
-      exporters: [debug]
-`, apiPort)
+	cfg := testConfig{
+		Policies: `
+- name: web-errors
+  selector: { process.executable.name: contprof-web }
+  target: on_cpu
+  duration: 5s
+  items:
+    - { monitor: http_error_rate, threshold: 10, period: 5, count: 3, uri_list: [/work] }
+- name: web2-latency
+  selector: { process.executable.name: contprof-web2 }
+  target: on_cpu
+  duration: 5s
+  items:
+    - { monitor: http_avg_response_time, threshold: 20, period: 5, count: 3, uri_regex: "^/wor" }
+# /fast answers at once: it must never cross 20 ms.
+- name: web2-fast
+  selector: { process.executable.name: contprof-web2 }
+  target: on_cpu
+  duration: 5s
+  items:
+    - { monitor: http_avg_response_time, threshold: 20, period: 5, count: 1, uri_list: [/fast] }`,
+		APIPort:  apiPort,
+		Receiver: "include: { executables: [contprof-web, contprof-web2] }",
+		Signals:  []string{"profiles"},
+	}.yaml()
 	c := startCollector(t, writeConfig(t, cfg))
 	c.waitFor("Everything is ready", time.Minute)
 	c.waitFor("HTTP monitor loaded", 30*time.Second)

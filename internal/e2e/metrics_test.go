@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -21,28 +20,7 @@ func TestProcessMetricsReachOTLP(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 
-	cfg := fmt.Sprintf(`
-extensions:
-  profilingpolicy:
-    api: { endpoint: localhost:0 }
-receivers:
-  ebpfprocess:
-    collection_interval: 1s
-    include: { executables: [sleep] }
-processors:
-  continuousprofiling: {}
-exporters:
-  otlp_grpc:
-    endpoint: %s
-    tls: { insecure: true }
-service:
-  extensions: [profilingpolicy]
-  pipelines:
-    metrics:
-      receivers: [ebpfprocess]
-      processors: [continuousprofiling]
-      exporters: [otlp_grpc]
-`, sink.addr)
+	cfg := testConfig{Receiver: "include: { executables: [sleep] }", OTLP: sink.addr}.yaml()
 	c := startCollector(t, writeConfig(t, cfg))
 	c.waitFor("Everything is ready", time.Minute)
 

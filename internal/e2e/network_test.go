@@ -25,38 +25,19 @@ func TestNetworkTaskThroughCollector(t *testing.T) {
 	web := startGoServer(t, bin, "contprof-netweb", webPort)
 	api := apiURL(apiPort)
 
-	cfg := fmt.Sprintf(`
-extensions:
-  profilingpolicy:
-    policies:
-      - name: web-net
-        selector: { process.executable.name: contprof-netweb }
-        target: network
-        duration: 6s
-        items:
-          - { monitor: http_error_rate, threshold: 10, period: 5, count: 3 }
-    api: { endpoint: "127.0.0.1:%d" }
-receivers:
-  ebpfprocess:
-    include: { executables: [contprof-netweb] }
-    profiling: { report_interval: 2s }
-processors:
-  continuousprofiling: {}
-exporters:
-  otlp_grpc:
-    endpoint: %s
-    tls: { insecure: true }
-service:
-  extensions: [profilingpolicy]
-  pipelines:
-    metrics:
-      receivers: [ebpfprocess]
-      processors: [continuousprofiling]
-      exporters: [otlp_grpc]
-    logs:
-      receivers: [ebpfprocess]
-      exporters: [otlp_grpc]
-`, apiPort, sink.addr)
+	cfg := testConfig{
+		Policies: `
+- name: web-net
+  selector: { process.executable.name: contprof-netweb }
+  target: network
+  duration: 6s
+  items:
+    - { monitor: http_error_rate, threshold: 10, period: 5, count: 3 }`,
+		APIPort:  apiPort,
+		Receiver: "include: { executables: [contprof-netweb] }\nprofiling: { report_interval: 2s }",
+		OTLP:     sink.addr,
+		Signals:  []string{"logs"},
+	}.yaml()
 	c := startCollector(t, writeConfig(t, cfg))
 	c.waitFor("Everything is ready", time.Minute)
 	c.waitFor("HTTP monitor loaded", 30*time.Second)

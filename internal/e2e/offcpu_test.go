@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -63,38 +62,19 @@ func TestOffCPUTaskThroughCollector(t *testing.T) {
 
 	port := freePort(t)
 	api := apiURL(port)
-	cfg := fmt.Sprintf(`
-extensions:
-  profilingpolicy:
-    policies:
-      - name: waiter
-        selector: { process.executable.name: { regex: "^contprof-wait" } }
-        target: off_cpu
-        duration: 8s
-        items:
-          - { monitor: process_thread_count, threshold: 1, period: 3, count: 2 }
-    api: { endpoint: "127.0.0.1:%d" }
-receivers:
-  ebpfprocess:
-    include: { executables: [contprof-waiter] }
-    profiling: { report_interval: 3s }
-processors:
-  continuousprofiling: {}
-exporters:
-  otlp_grpc:
-    endpoint: %s
-    tls: { insecure: true }
-service:
-  extensions: [profilingpolicy]
-  pipelines:
-    metrics:
-      receivers: [ebpfprocess]
-      processors: [continuousprofiling]
-      exporters: [otlp_grpc]
-    profiles:
-      receivers: [ebpfprocess]
-      exporters: [otlp_grpc]
-`, port, sink.addr)
+	cfg := testConfig{
+		Policies: `
+- name: waiter
+  selector: { process.executable.name: { regex: "^contprof-wait" } }
+  target: off_cpu
+  duration: 8s
+  items:
+    - { monitor: process_thread_count, threshold: 1, period: 3, count: 2 }`,
+		APIPort:  port,
+		Receiver: "include: { executables: [contprof-waiter] }\nprofiling: { report_interval: 3s }",
+		OTLP:     sink.addr,
+		Signals:  []string{"profiles"},
+	}.yaml()
 	c := startCollector(t, writeConfig(t, cfg))
 	c.waitFor("Everything is ready", time.Minute)
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -61,40 +60,19 @@ func TestOnCPUClosedLoop(t *testing.T) {
 	port := freePort(t)
 	api := apiURL(port)
 
-	cfg := fmt.Sprintf(`
-extensions:
-  profilingpolicy:
-    policies:
-      - name: hot-cpu
-        selector: { process.executable.name: contprof-hot }
-        target: on_cpu
-        duration: 10s
-        items:
-          - { monitor: process_cpu, threshold: 40, period: 5, count: 3 }
-    api: { endpoint: "127.0.0.1:%d" }
-receivers:
-  ebpfprocess:
-    collection_interval: 1s
-    include: { executables: [contprof-hot, contprof-other] }
-    profiling:
-      report_interval: 3s
-processors:
-  continuousprofiling: {}
-exporters:
-  otlp_grpc:
-    endpoint: %s
-    tls: { insecure: true }
-service:
-  extensions: [profilingpolicy]
-  pipelines:
-    metrics:
-      receivers: [ebpfprocess]
-      processors: [continuousprofiling]
-      exporters: [otlp_grpc]
-    profiles:
-      receivers: [ebpfprocess]
-      exporters: [otlp_grpc]
-`, port, sink.addr)
+	cfg := testConfig{
+		Policies: `
+- name: hot-cpu
+  selector: { process.executable.name: contprof-hot }
+  target: on_cpu
+  duration: 10s
+  items:
+    - { monitor: process_cpu, threshold: 40, period: 5, count: 3 }`,
+		APIPort:  port,
+		Receiver: "include: { executables: [contprof-hot, contprof-other] }\nprofiling: { report_interval: 3s }",
+		OTLP:     sink.addr,
+		Signals:  []string{"profiles"},
+	}.yaml()
 	c := startCollector(t, writeConfig(t, cfg))
 	c.waitFor("Everything is ready", time.Minute)
 

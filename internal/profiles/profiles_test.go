@@ -278,7 +278,7 @@ func TestEmptyProfile(t *testing.T) {
 
 func TestPutAny(t *testing.T) {
 	m := pcommon.NewMap()
-	putMap(m, map[string]any{
+	PutAttributes(m, map[string]any{
 		"s": "x", "b": true, "i": 3, "u": uint64(1 << 63), "f": float32(1.5), "t": time.Unix(0, 0),
 		"ss": []string{"a"}, "any": []any{1, "x"}, "m": map[string]any{"k": 1}, "d": 2 * time.Second, "st": struct{ A int }{1},
 	})
