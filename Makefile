@@ -10,7 +10,10 @@ COLLECTOR   := bin/otelcol-contprof
 CONFIG      ?= config/default.yaml
 COMPONENTS  := receiver/ebpfprocessreceiver processor/continuousprofilingprocessor extension/profilingpolicyextension
 GO_SOURCES   = $(shell find . -name '*.go' -not -path './build/*' -not -path './.tools/*' -not -path './tools/*') go.mod go.sum
-TEST_FLAGS  ?= -count=1 -timeout 45m
+# -p 1: the eBPF and end-to-end tests measure real processes (CPU shares,
+# latencies, blocked time); packages running side by side on a small
+# machine would distort each other's figures.
+TEST_FLAGS  ?= -count=1 -p 1 -timeout 45m
 
 export GOFLAGS := -buildvcs=false
 export GOPROXY ?= https://proxy.golang.org,direct

@@ -331,27 +331,42 @@ func settledPrograms(t *testing.T) int {
 	return n
 }
 
+// loadedPrograms counts the task programs this process holds (other tests
+// and processes on the machine may load the same programs meanwhile).
 func loadedPrograms(t *testing.T) int {
 	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return n
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); target != "anon_inode:bpf-prog" {
+			continue
 		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
+		info, err := os.ReadFile("/proc/self/fdinfo/" + fd.Name())
 		if err != nil {
 			continue
 		}
-		info, err := p.Info()
-		p.Close()
-		if err == nil && (info.Name == "tcp_set_state" || info.Name == "tcp_retransmit" ||
-			info.Name == "btf_set_state" || info.Name == "btf_retransmit") {
-			n++
+		for _, line := range strings.Split(string(info), "\n") {
+			v, ok := strings.CutPrefix(line, "prog_id:")
+			if !ok {
+				continue
+			}
+			id, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+			if err != nil {
+				continue
+			}
+			pi, err := p.Info()
+			p.Close()
+			if err == nil && (pi.Name == "tcp_set_state" || pi.Name == "tcp_retransmit" ||
+				pi.Name == "btf_set_state" || pi.Name == "btf_retransmit") {
+				n++
+			}
 		}
 	}
+	return n
 }
 
 func TestOptionsErrors(t *testing.T) {
