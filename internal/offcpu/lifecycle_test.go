@@ -84,6 +84,7 @@ func TestSharedProfiler(t *testing.T) {
 	if !m.Loaded() || loadedPrograms(t) != 2 {
 		t.Fatalf("profiler not loaded while subscriptions are open (%d programs)", loadedPrograms(t))
 	}
+	profiler, _ := m.loader.Loaded()
 	time.Sleep(2 * time.Second)
 	b1, err := sub1.Drain()
 	if err != nil {
@@ -98,7 +99,7 @@ func TestSharedProfiler(t *testing.T) {
 	if b1.Total() == 0 || b2.Total() < b1.Total() || b2.Total() > b1.Total()+uint64(2*feedPeriod) {
 		t.Errorf("shared subscriptions: %v and %v, want equal (± two blocks)", time.Duration(b1.Total()), time.Duration(b2.Total()))
 	}
-	st, err := m.profiler.Stats()
+	st, err := profiler.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestSharedProfiler(t *testing.T) {
 	if err := sub1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if on, err := m.profiler.objs.IsTarget(uint32(a.PID())); err != nil || !on {
+	if on, err := profiler.objs.IsTarget(uint32(a.PID())); err != nil || !on {
 		t.Fatalf("pid left the filter while a subscription is open: %v", err)
 	}
 	if _, err := sub1.Drain(); err != ErrClosed {
@@ -121,7 +122,7 @@ func TestSharedProfiler(t *testing.T) {
 	if b, err := sub2.Drain(); err != nil || b.Total() == 0 {
 		t.Errorf("remaining subscription: %v, %v", err, b)
 	}
-	objs := m.profiler.objs
+	objs := profiler.objs
 	if err := sub2.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,9 @@
 package offcpu
 
 import (
-	"sync"
 	"time"
+
+	"github.com/contprof/contprof/internal/lazyload"
 )
 
 // Manager loads the profiler when the first process is added and unloads
@@ -12,10 +13,8 @@ import (
 // scheduler's hot path while no off-CPU task does. It is safe for
 // concurrent use.
 type Manager struct {
-	opts Options
-
-	mu       sync.Mutex
-	profiler *Profiler
+	opts   Options
+	loader *lazyload.Loader[*Profiler]
 }
 
 // NewManager returns a Manager; opts are checked now so that a bad
@@ -24,7 +23,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts}, nil
+	open := func() (*Profiler, error) { return Open(opts) }
+	return &Manager{opts: opts, loader: lazyload.New(open, (*Profiler).idle)}, nil
 }
 
 // MinBlock is the shortest block counted.
@@ -33,51 +33,23 @@ func (m *Manager) MinBlock() time.Duration { return m.opts.MinBlock }
 // Acquire starts recording pid for a new subscriber, loading the profiler
 // if it is not loaded.
 func (m *Manager) Acquire(pid int) (*Subscription, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.profiler == nil {
-		p, err := Open(m.opts)
-		if err != nil {
-			return nil, err
-		}
-		m.profiler = p
-	}
-	sub, err := m.profiler.Add(pid)
+	var sub *Subscription
+	err := m.loader.Use(func(p *Profiler) (err error) {
+		sub, err = p.Add(pid)
+		return err
+	})
 	if err != nil {
-		if m.profiler.idle() {
-			_ = m.profiler.Close()
-			m.profiler = nil
-		}
 		return nil, err
 	}
-	sub.release = m.release
+	sub.release = m.loader.Release
 	return sub, nil
-}
-
-func (m *Manager) release() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.profiler != nil && m.profiler.idle() {
-		_ = m.profiler.Close()
-		m.profiler = nil
-	}
 }
 
 // Loaded reports whether the profiler is in the kernel now.
 func (m *Manager) Loaded() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.profiler != nil
+	_, ok := m.loader.Loaded()
+	return ok
 }
 
 // Close unloads the profiler; open subscriptions return ErrClosed.
-func (m *Manager) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.profiler == nil {
-		return nil
-	}
-	err := m.profiler.Close()
-	m.profiler = nil
-	return err
-}
+func (m *Manager) Close() error { return m.loader.Close() }

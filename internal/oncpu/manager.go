@@ -2,18 +2,14 @@
 
 package oncpu
 
-import (
-	"sync"
-)
+import "github.com/contprof/contprof/internal/lazyload"
 
 // Manager loads the sampler when the first process is added and unloads it
 // when the last subscription closes, so that nothing runs in the kernel
 // while no on-CPU task does. It is safe for concurrent use.
 type Manager struct {
-	opts Options
-
-	mu      sync.Mutex
-	sampler *Sampler
+	opts   Options
+	loader *lazyload.Loader[*Sampler]
 }
 
 // NewManager returns a Manager; opts are checked now so that a bad
@@ -22,7 +18,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts}, nil
+	open := func() (*Sampler, error) { return Open(opts) }
+	return &Manager{opts: opts, loader: lazyload.New(open, (*Sampler).idle)}, nil
 }
 
 // Frequency is the sampling frequency in Hz.
@@ -31,51 +28,23 @@ func (m *Manager) Frequency() int { return m.opts.Frequency }
 // Acquire starts sampling pid for a new subscriber, loading the sampler if
 // it is not loaded.
 func (m *Manager) Acquire(pid int) (*Subscription, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sampler == nil {
-		s, err := Open(m.opts)
-		if err != nil {
-			return nil, err
-		}
-		m.sampler = s
-	}
-	sub, err := m.sampler.Add(pid)
+	var sub *Subscription
+	err := m.loader.Use(func(s *Sampler) (err error) {
+		sub, err = s.Add(pid)
+		return err
+	})
 	if err != nil {
-		if m.sampler.idle() {
-			_ = m.sampler.Close()
-			m.sampler = nil
-		}
 		return nil, err
 	}
-	sub.release = m.release
+	sub.release = m.loader.Release
 	return sub, nil
-}
-
-func (m *Manager) release() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sampler != nil && m.sampler.idle() {
-		_ = m.sampler.Close()
-		m.sampler = nil
-	}
 }
 
 // Loaded reports whether the sampler is in the kernel now.
 func (m *Manager) Loaded() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.sampler != nil
+	_, ok := m.loader.Loaded()
+	return ok
 }
 
 // Close unloads the sampler; open subscriptions return ErrClosed.
-func (m *Manager) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sampler == nil {
-		return nil
-	}
-	err := m.sampler.Close()
-	m.sampler = nil
-	return err
-}
+func (m *Manager) Close() error { return m.loader.Close() }

@@ -297,6 +297,7 @@ func TestSharedSampler(t *testing.T) {
 	if !m.Loaded() {
 		t.Fatal("sampler not loaded while subscriptions are open")
 	}
+	sampler, _ := m.loader.Loaded()
 	time.Sleep(2 * time.Second)
 	b1, err := sub1.Drain()
 	if err != nil {
@@ -311,7 +312,7 @@ func TestSharedSampler(t *testing.T) {
 	if b1.Total() == 0 || b2.Total() < b1.Total() || b2.Total() > b1.Total()+20 {
 		t.Errorf("shared subscriptions: totals %d and %d, want equal (±20)", b1.Total(), b2.Total())
 	}
-	st, err := m.sampler.Stats()
+	st, err := sampler.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,7 @@ func TestSharedSampler(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v uint8
-	if err := m.sampler.objs.TargetPids.Lookup(uint32(a.PID()), &v); err != nil {
+	if err := sampler.objs.TargetPids.Lookup(uint32(a.PID()), &v); err != nil {
 		t.Fatalf("pid left the filter while a subscription is open: %v", err)
 	}
 	if _, err := sub1.Drain(); err != ErrClosed {
@@ -333,7 +334,7 @@ func TestSharedSampler(t *testing.T) {
 	if b, err := sub2.Drain(); err != nil || b.Total() == 0 {
 		t.Errorf("remaining subscription: %v, %d samples", err, b.Total())
 	}
-	filter := m.sampler.objs.TargetPids
+	filter := sampler.objs.TargetPids
 	if err := sub2.Close(); err != nil {
 		t.Fatal(err)
 	}
