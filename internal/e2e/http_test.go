@@ -6,9 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,15 +18,7 @@ import (
 // startGoServer runs testdata/httpservers/goserver as name on port.
 func startGoServer(t *testing.T, bin, name string, port int) *exec.Cmd {
 	t.Helper()
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(p, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-sleep", "30ms")
+	cmd := exec.Command(copyAs(t, bin, name), "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-sleep", "30ms")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

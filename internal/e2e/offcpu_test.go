@@ -24,16 +24,8 @@ func TestOffCPUTaskThroughCollector(t *testing.T) {
 	requireRoot(t)
 	sink := startOTLPSink(t)
 	bin := workload.BuildC(t, "offcpu.c")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "contprof-waiter")
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(dir, "feed")
+	exe := copyAs(t, bin, "contprof-waiter")
+	fifo := filepath.Join(t.TempDir(), "feed")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,9 @@ func requireRoot(t *testing.T) {
 	t.Skip("eBPF needs root")
 }
 
-// startBusy copies bin to a file called name (the selector matches the
-// executable name) and runs it at a raised priority, so it keeps its CPU
-// share while other test packages run.
-func startBusy(t *testing.T, bin, name string) *workload.Process {
+// copyAs copies the program bin to a file called name in a temporary
+// directory: policies select workloads by executable name.
+func copyAs(t *testing.T, bin, name string) string {
 	t.Helper()
 	data, err := os.ReadFile(bin)
 	if err != nil {
@@ -43,7 +42,14 @@ func startBusy(t *testing.T, bin, name string) *workload.Process {
 	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w := workload.Start(t, p)
+	return p
+}
+
+// startBusy runs bin as name at a raised priority, so it keeps its CPU
+// share on a busy machine.
+func startBusy(t *testing.T, bin, name string) *workload.Process {
+	t.Helper()
+	w := workload.Start(t, copyAs(t, bin, name))
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), -10)
 	return w
 }
