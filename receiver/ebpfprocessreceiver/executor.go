@@ -83,25 +83,21 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 		return fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))
 	}
 	proc := t.Process[0]
+	// oncpu.Task and offcpu.Task are the same task description.
+	spec := oncpu.Task{
+		PID:            proc.PID,
+		Duration:       t.Duration,
+		ReportInterval: e.r.cfg.Profiling.ReportInterval,
+		Resource:       proc.Attributes,
+		Attributes:     profiles.TaskAttributes(t),
+	}
 	var run profileRun
 	var err error
 	switch t.Target {
 	case policy.TargetOnCPU:
-		run, err = oncpu.StartTask(e.oncpu, e.sym, oncpu.Task{
-			PID:            proc.PID,
-			Duration:       t.Duration,
-			ReportInterval: e.r.cfg.Profiling.ReportInterval,
-			Resource:       proc.Attributes,
-			Attributes:     profiles.TaskAttributes(t),
-		})
+		run, err = oncpu.StartTask(e.oncpu, e.sym, spec)
 	case policy.TargetOffCPU:
-		run, err = offcpu.StartTask(e.offcpu, e.sym, offcpu.Task{
-			PID:            proc.PID,
-			Duration:       t.Duration,
-			ReportInterval: e.r.cfg.Profiling.ReportInterval,
-			Resource:       proc.Attributes,
-			Attributes:     profiles.TaskAttributes(t),
-		})
+		run, err = offcpu.StartTask(e.offcpu, e.sym, spec)
 	default:
 		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}
@@ -109,7 +105,15 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 		e.reportStartFailure(t, err)
 		return err
 	}
+	e.launch(ctx, sink, func(ctx context.Context) error {
+		return run.Run(ctx, func(p *profiles.Profile) { e.emit(t, p, sink) })
+	})
+	return nil
+}
 
+// launch runs a started task until it returns, is cancelled (ctx) or the
+// collector shuts down, and reports its end to sink.
+func (e *executor) launch(ctx context.Context, sink control.TaskSink, run func(context.Context) error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	stopOnShutdown := context.AfterFunc(e.stopCtx, cancel)
 	e.wg.Add(1)
@@ -117,13 +121,12 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 		defer e.wg.Done()
 		defer cancel()
 		defer stopOnShutdown()
-		err := run.Run(runCtx, func(p *profiles.Profile) { e.emit(t, p, sink) })
+		err := run(runCtx)
 		if errors.Is(err, context.Canceled) && e.stopCtx.Err() != nil {
 			err = errors.New("collector shut down before the task's end")
 		}
 		sink.Done(err)
 	}()
-	return nil
 }
 
 // emit sends one report interval to the profiles pipeline and hands it to

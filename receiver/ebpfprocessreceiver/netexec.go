@@ -2,7 +2,6 @@ package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebp
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,17 +42,11 @@ func (e *executor) startNetworkTask(ctx context.Context, t control.Task, sink co
 		})
 	})
 
-	runCtx, cancel := context.WithCancel(ctx)
-	stopOnShutdown := context.AfterFunc(e.stopCtx, cancel)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer cancel()
-		defer stopOnShutdown()
+	e.launch(ctx, sink, func(ctx context.Context) error {
 		defer func() { _ = task.Close() }()
 		defer unsubscribe()
-		sink.Done(e.runNetwork(runCtx, t, task))
-	}()
+		return e.runNetwork(ctx, t, task)
+	})
 	return nil
 }
 
@@ -68,9 +61,6 @@ func (e *executor) runNetwork(ctx context.Context, t control.Task, task *netprof
 		select {
 		case <-ctx.Done():
 			e.emitNetwork(t, task)
-			if e.stopCtx.Err() != nil {
-				return errors.New("collector shut down before the task's end")
-			}
 			return ctx.Err()
 		case <-end.C:
 			e.emitNetwork(t, task)
