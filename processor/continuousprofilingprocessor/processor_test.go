@@ -648,3 +648,31 @@ func TestFuturePointDoesNotBlindTheProcess(t *testing.T) {
 	metadatatest.AssertEqualProcessorContinuousprofilingPointsDropped(t, h.tel,
 		[]metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 }
+
+// A network task's per-peer HTTP histograms (stamped with its task id)
+// repeat requests the process's own histograms count: they must not be
+// counted twice.
+func TestHTTPOfNetworkTasksNotCountedTwice(t *testing.T) {
+	item := policy.Item{Monitor: policy.MonitorHTTPErrorRate, Threshold: 40, Period: 2, Count: 2}
+	h := newHarness(t, nil, policy.Policy{Name: "http", Target: policy.TargetOnCPU, Items: []policy.Item{item}})
+	for i := int64(0); i < 3; i++ {
+		md := pmetric.NewMetrics()
+		ms := checkout.resource(md)
+		// The process's own view: 1 failure in 4 (25 %).
+		httpHist(ms, pmetric.AggregationTemporalityDelta, base+i-1, base+i,
+			httpPoint{status: 500, path: "/pay", count: 1, sum: 0.1},
+			httpPoint{status: 200, path: "/pay", count: 3, sum: 0.3})
+		// A network task's breakdown of the same failure by peer: counted
+		// again it would raise the rate to 2/5 = 40 % and trigger.
+		httpHist(ms, pmetric.AggregationTemporalityDelta, base+i-1, base+i,
+			httpPoint{status: 500, path: "/pay", count: 1, sum: 0.1})
+		dps := ms.At(ms.Len() - 1).Histogram().DataPoints()
+		dps.At(0).Attributes().PutStr("contprof.task.id", "t1")
+		h.consume(md)
+	}
+	h.setClock(time.Unix(base+60, 0))
+	h.p.advance(context.Background(), true)
+	if reqs := h.ctrl.requests(); len(reqs) != 0 {
+		t.Fatalf("the network task's points were counted: %+v", reqs[0].Causes)
+	}
+}
