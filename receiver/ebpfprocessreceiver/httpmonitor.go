@@ -35,12 +35,12 @@ type httpMonitor struct {
 	lastErr   time.Time
 	pids      []int
 	lastStats httpmon.Stats
-	// neededBy caches the answer for one policy set.
+	// neededSet and needed cache wanted's answer for one policy set.
 	neededSet *policy.Set
 	needed    bool
 }
 
-// needed reports whether the monitor should be loaded under set.
+// wanted reports whether the monitor should be loaded under set.
 func (h *httpMonitor) wanted(set *policy.Set) bool {
 	switch h.cfg.Monitor {
 	case HTTPMonitorAlways:
@@ -118,7 +118,7 @@ func (h *httpMonitor) recordStats() {
 	h.lastStats = st
 }
 
-// appendTo adds each process's HTTP histograms to its resource in md.
+// appendHTTP adds each process's HTTP histograms to its resource in md.
 func appendHTTP(md pmetric.Metrics, byPID map[int]*httpmon.ProcessHTTP, start, now pcommon.Timestamp) {
 	if len(byPID) == 0 {
 		return
