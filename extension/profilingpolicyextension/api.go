@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/policysource"
-	"github.com/contprof/contprof/internal/taskcontrol"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/control/policysource"
+	"github.com/contprof/contprof/internal/control/taskcontrol"
 )
 
 // defaultManualDuration is the duration of a task started through the API

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 )
 
 func do(t *testing.T, method, url, contentType, body string, header ...string) (int, []byte, http.Header) {

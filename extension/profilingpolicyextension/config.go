@@ -8,9 +8,9 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configoptional"
 
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/policysource"
-	"github.com/contprof/contprof/internal/taskcontrol"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/control/policysource"
+	"github.com/contprof/contprof/internal/control/taskcontrol"
 )
 
 // Config of the profilingpolicy extension.

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/metadata"
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 )
 
 func loadConfig(t *testing.T, name string) (*Config, error) {

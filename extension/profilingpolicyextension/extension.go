@@ -16,9 +16,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/policysource"
-	"github.com/contprof/contprof/internal/taskcontrol"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/control/policysource"
+	"github.com/contprof/contprof/internal/control/taskcontrol"
 )
 
 // profilingPolicy is the extension; it implements control.Controller.

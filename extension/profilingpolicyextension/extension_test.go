@@ -17,8 +17,8 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/policysource"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/control/policysource"
 )
 
 const fileDoc = `policies:

@@ -18,7 +18,7 @@ import (
 
 	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/metadata"
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 )
 
 // statusHost is a Collector host that records status events and offers

@@ -12,7 +12,7 @@ import (
 	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/component"
 
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 )
 
 // Controller is the control plane offered by the profilingpolicy extension.

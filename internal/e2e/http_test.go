@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contprof/contprof/internal/workload"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 // startGoServer runs testdata/httpservers/goserver as name on port.

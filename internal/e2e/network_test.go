@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	"github.com/contprof/contprof/internal/workload"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 // A network task fired by http_error_rate: the service instance's

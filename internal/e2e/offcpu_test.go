@@ -14,7 +14,7 @@ import (
 	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/pdata/pprofile"
 
-	"github.com/contprof/contprof/internal/workload"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 // An off_cpu policy in the ocb-built collector: the triggered process's

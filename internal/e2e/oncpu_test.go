@@ -15,7 +15,7 @@ import (
 	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/pdata/pprofile"
 
-	"github.com/contprof/contprof/internal/workload"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 // requireRoot skips (or, in CI, fails) tests that need eBPF.

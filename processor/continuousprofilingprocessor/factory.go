@@ -8,7 +8,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processorhelper"
 
-	"github.com/contprof/contprof/internal/window"
+	"github.com/contprof/contprof/internal/decide/window"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
 

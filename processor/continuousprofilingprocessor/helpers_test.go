@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadatatest"
 )
 

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/window"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/decide/window"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
 

@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadatatest"
 )
 

@@ -3,7 +3,7 @@ package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebp
 import (
 	"sync"
 
-	"github.com/contprof/contprof/internal/httpmon"
+	"github.com/contprof/contprof/internal/monitor/httpmon"
 )
 
 // exchangeHub passes the HTTP monitor's exchanges (loaded by the scraper)

@@ -12,11 +12,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/offcpu"
-	"github.com/contprof/contprof/internal/oncpu"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/profiles"
-	"github.com/contprof/contprof/internal/symbolize"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/offcpu"
+	"github.com/contprof/contprof/internal/profiler/oncpu"
+	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 

@@ -7,9 +7,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/httpmon"
-	"github.com/contprof/contprof/internal/netprof"
-	"github.com/contprof/contprof/internal/profiles"
+	"github.com/contprof/contprof/internal/monitor/httpmon"
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/netprof"
 )
 
 // startNetworkTask profiles the connections of every process of the task's

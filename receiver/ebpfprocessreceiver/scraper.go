@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/policy"
-	"github.com/contprof/contprof/internal/procfs"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 

@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
-	"github.com/contprof/contprof/internal/policy"
+	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 

@@ -1,0 +1,338 @@
+//go:build linux
+
+package offcpu
+
+import (
+	"context"
+	"errors"
+	"os"
+	"regexp"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"go.uber.org/goleak"
+
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/testhelper/workload"
+)
+
+// loadedPrograms counts the BPF programs in the kernel with our names.
+func loadedPrograms(t *testing.T) int {
+	t.Helper()
+	n := 0
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("list BPF programs: %v", err)
+		}
+		id = next
+		prog, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		if info, err := prog.Info(); err == nil && (info.Name == "offcpu_switch" || info.Name == "offcpu_exit") {
+			n++
+		}
+		_ = prog.Close()
+	}
+}
+
+// waitUnloaded waits until no off-CPU program is in the kernel: the kernel
+// frees a detached program after an RCU grace period, not at close.
+func waitUnloaded(t *testing.T) int {
+	t.Helper()
+	n := loadedPrograms(t)
+	for deadline := time.Now().Add(5 * time.Second); n != 0 && time.Now().Before(deadline); n = loadedPrograms(t) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n
+}
+
+// Several tasks share one profiler: subscriptions to the same process each
+// get every block; the PID leaves the filter with the last one; processes
+// not added are never recorded; nothing stays in the kernel after.
+func TestSharedProfiler(t *testing.T) {
+	requireEBPF(t)
+	bin := workload.BuildC(t, "offcpu.c")
+	a := startFed(t, bin, feedPeriod)
+	other := startFed(t, bin, 10*time.Millisecond) // blocks a lot, never added
+	_ = other
+
+	if n := waitUnloaded(t); n != 0 {
+		t.Fatalf("%d off-CPU programs loaded before the test", n)
+	}
+	m, err := NewManager(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sub1, err := m.Acquire(a.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub2, err := m.Acquire(a.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Loaded() || loadedPrograms(t) != 2 {
+		t.Fatalf("profiler not loaded while subscriptions are open (%d programs)", loadedPrograms(t))
+	}
+	profiler, _ := m.loader.Loaded()
+	time.Sleep(2 * time.Second)
+	b1, err := sub1.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := sub2.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sub1's drain collected for both; sub2 gets the same plus at most a
+	// block or two that ended between the drains.
+	if b1.Total() == 0 || b2.Total() < b1.Total() || b2.Total() > b1.Total()+uint64(2*feedPeriod) {
+		t.Errorf("shared subscriptions: %v and %v, want equal (± two blocks)", time.Duration(b1.Total()), time.Duration(b2.Total()))
+	}
+	st, err := profiler.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a blocks twice per 80 ms, other twice per 10 ms: had other been
+	// recorded, the count would be several times higher.
+	if st.Blocks > 2*uint64(2*time.Second/feedPeriod)+10 {
+		t.Errorf("profiler counted %d blocks in 2s, more than the target's ~50: other processes were recorded", st.Blocks)
+	}
+
+	if err := sub1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := profiler.objs.IsTarget(uint32(a.PID())); err != nil || !on {
+		t.Fatalf("pid left the filter while a subscription is open: %v", err)
+	}
+	if _, err := sub1.Drain(); err != ErrClosed {
+		t.Errorf("drain after close: %v, want ErrClosed", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if b, err := sub2.Drain(); err != nil || b.Total() == 0 {
+		t.Errorf("remaining subscription: %v, %v", err, b)
+	}
+	objs := profiler.objs
+	if err := sub2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Loaded() {
+		t.Error("profiler still loaded after the last subscription closed")
+	}
+	if _, err := objs.TargetPids.Info(); err == nil {
+		t.Error("filter map still open after unload")
+	}
+	if n := waitUnloaded(t); n != 0 {
+		t.Errorf("%d off-CPU programs still in the kernel 5s after the last subscription closed", n)
+	}
+}
+
+// Opening and closing leaves no goroutine, file descriptor or program
+// behind.
+func TestNoLeaks(t *testing.T) {
+	requireEBPF(t)
+	defer goleak.VerifyNone(t)
+	before := openFDs(t)
+	for i := 0; i < 3; i++ {
+		m, err := NewManager(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := m.Acquire(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := sub.Drain(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.DrainFinal(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			// Closing the manager with a subscription open unloads too.
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sub.Drain(); err != ErrClosed {
+				t.Errorf("drain after manager close: %v, want ErrClosed", err)
+			}
+			_ = sub.Close()
+			continue
+		}
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	if after := openFDs(t); after > before {
+		t.Errorf("open fds: %d before, %d after", before, after)
+	}
+	if n := waitUnloaded(t); n != 0 {
+		t.Errorf("%d off-CPU programs still in the kernel 5s after Close", n)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// The path a collector in a container takes: PIDs compared in our PID
+// namespace through bpf_get_ns_current_pid_tgid.
+func TestPIDNamespacePath(t *testing.T) {
+	requireEBPF(t)
+	proc := startFed(t, workload.BuildC(t, "offcpu.c"), feedPeriod)
+	s, err := Open(Options{forcePIDNamespace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ino uint64
+	if err := s.objs.PidnsIno.Get(&ino); err != nil || ino == 0 {
+		t.Fatalf("namespace path not enabled: ino %d, %v", ino, err)
+	}
+	p := record(t, s, proc.PID(), 300*time.Millisecond, 2*time.Second)
+	long := share(p, regexp.MustCompile(`^wait_long$`), nil)
+	short := share(p, regexp.MustCompile(`^wait_short$`), nil)
+	if p.Total() < int64(time.Second) || long+short < 0.98 || long < 0.6 {
+		t.Errorf("namespace path: %v off-CPU, wait_long %.2f wait_short %.2f; want the workload's", time.Duration(p.Total()), long, short)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for _, o := range []Options{{MinBlock: -1}, {MinBlock: time.Hour}, {StackEntries: -5}, {ThreadEntries: 1 << 21}, {MaxPIDs: -1}} {
+		if _, err := NewManager(o); err == nil {
+			t.Errorf("NewManager(%+v) accepted", o)
+		} else {
+			t.Log(err)
+		}
+	}
+}
+
+func TestAddBadPID(t *testing.T) {
+	requireEBPF(t)
+	s, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, pid := range []int{0, -3, 1 << 30} {
+		if _, err := s.Add(pid); err == nil {
+			t.Errorf("Add(%d) accepted", pid)
+		}
+	}
+}
+
+func runTask(ctx context.Context, t *testing.T, task Task) ([]*profiles.Profile, time.Duration, error) {
+	t.Helper()
+	mgr, err := NewManager(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	sym := symbolize.New(symbolize.Options{})
+	r, err := StartTask(mgr, sym, task)
+	if err != nil {
+		t.Fatalf("start task: %v", err)
+	}
+	var got []*profiles.Profile
+	start := time.Now()
+	err = r.Run(ctx, func(p *profiles.Profile) { got = append(got, p) })
+	if mgr.Loaded() {
+		t.Error("profiler still loaded after the task ended")
+	}
+	return got, time.Since(start), err
+}
+
+// A process exiting mid-task ends the task cleanly with what was collected.
+func TestTaskProcessExits(t *testing.T) {
+	requireEBPF(t)
+	proc := startFed(t, workload.BuildC(t, "offcpu.c"), feedPeriod)
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		proc.Stop()
+	}()
+	got, took, err := runTask(context.Background(), t, Task{
+		PID: proc.PID(), Duration: time.Minute, ReportInterval: 500 * time.Millisecond,
+		Attributes: map[string]any{"contprof.task.id": "x"},
+	})
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("task ran %v after its process exited", took)
+	}
+	if len(got) < 2 {
+		t.Fatalf("%d profiles, want one per report interval", len(got))
+	}
+	all := &profiles.Profile{}
+	for i, p := range got {
+		all.Samples = append(all.Samples, p.Samples...)
+		if p.Attributes["contprof.task.id"] != "x" || p.Kind != profiles.OffCPU() {
+			t.Errorf("profile %d: kind %+v attributes %v", i, p.Kind, p.Attributes)
+		}
+		if i > 0 && !p.Start.Equal(got[i-1].End) {
+			t.Errorf("profile %d starts at %v, previous ended at %v", i, p.Start, got[i-1].End)
+		}
+	}
+	if s := share(all, regexp.MustCompile(`^wait_(long|short)$`), nil); all.Total() < int64(time.Second) || s < 0.95 {
+		t.Errorf("%v off-CPU, %.2f in wait_long/wait_short", time.Duration(all.Total()), s)
+	}
+}
+
+func TestTaskDurationAndCancel(t *testing.T) {
+	requireEBPF(t)
+	proc := startFed(t, workload.BuildC(t, "offcpu.c"), feedPeriod)
+	got, took, err := runTask(context.Background(), t, Task{PID: proc.PID(), Duration: 1500 * time.Millisecond, ReportInterval: time.Hour})
+	if err != nil || len(got) != 1 || took < 1500*time.Millisecond || took > 5*time.Second {
+		t.Errorf("duration end: err %v, %d profiles, took %v; want the final profile after 1.5s", err, len(got), took)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	got, _, err = runTask(ctx, t, Task{PID: proc.PID(), ReportInterval: time.Hour})
+	if !errors.Is(err, context.DeadlineExceeded) || len(got) != 1 {
+		t.Errorf("cancel: err %v, %d profiles; want the context error and the final profile", err, len(got))
+	}
+}
+
+func TestStartTaskErrors(t *testing.T) {
+	mgr, err := NewManager(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	sym := symbolize.New(symbolize.Options{})
+	for _, task := range []Task{
+		{PID: 1 << 30},
+		{PID: 0},
+		{PID: 1, ReportInterval: time.Millisecond},
+		{PID: 1, Duration: -time.Second},
+	} {
+		if _, err := StartTask(mgr, sym, task); err == nil {
+			t.Errorf("StartTask(%+v) succeeded", task)
+		} else {
+			t.Log(err)
+		}
+	}
+	if mgr.Loaded() {
+		t.Error("a task that did not start left the profiler loaded")
+	}
+}

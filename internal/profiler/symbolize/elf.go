@@ -1,0 +1,313 @@
+package symbolize
+
+import (
+	"bytes"
+	"debug/elf"
+	"debug/gosym"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/ianlancetaylor/demangle"
+
+	"github.com/contprof/contprof/internal/output/profiles"
+)
+
+// symbol is a function symbol; size 0 means "up to the next symbol".
+type symbol struct {
+	addr, size uint64
+	name       string
+}
+
+// symtab is a sorted function symbol table.
+type symtab []symbol
+
+func (t symtab) lookup(addr uint64) (symbol, bool) {
+	i := sort.Search(len(t), func(i int) bool { return t[i].addr > addr }) - 1
+	if i < 0 {
+		return symbol{}, false
+	}
+	s := t[i]
+	if s.size > 0 && addr >= s.addr+s.size {
+		return symbol{}, false
+	}
+	return s, true
+}
+
+// sortDedup sorts by address and keeps one symbol per address: aliases
+// abound (getpid, __getpid, __GI___getpid), so prefer one with a size, then
+// the public-looking name (fewest leading underscores).
+func (t symtab) sortDedup() symtab {
+	sort.SliceStable(t, func(i, j int) bool { return t[i].addr < t[j].addr })
+	better := func(a, b symbol) bool {
+		if (a.size > 0) != (b.size > 0) {
+			return a.size > 0
+		}
+		return underscores(a.name) < underscores(b.name)
+	}
+	out := t[:0]
+	for _, s := range t {
+		if n := len(out); n > 0 && out[n-1].addr == s.addr {
+			if better(s, out[n-1]) {
+				out[n-1] = s
+			}
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func underscores(name string) int {
+	n := 0
+	for n < len(name) && name[n] == '_' {
+		n++
+	}
+	return n
+}
+
+type loadSegment struct {
+	off, vaddr, filesz uint64
+}
+
+// File is the symbol information of one ELF file, loaded once and cached.
+type File struct {
+	BuildID   string // hex GNU build id
+	GoBuildID string
+	loads     []loadSegment
+	syms      symtab
+	gotab     *gosym.Table
+}
+
+// OpenFile reads the symbols of the ELF file at path: .symtab and .dynsym,
+// and for Go binaries the .gopclntab (found by its magic when the section
+// headers are gone).
+func OpenFile(path string) (*File, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return newFile(f)
+}
+
+func newFile(f *elf.File) (*File, error) {
+	ef := &File{}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			ef.loads = append(ef.loads, loadSegment{off: p.Off, vaddr: p.Vaddr, filesz: p.Filesz})
+		}
+	}
+	ef.BuildID, ef.GoBuildID = buildIDs(f)
+
+	var syms symtab
+	var runtimeText uint64
+	for _, load := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+		list, err := load()
+		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+			continue
+		}
+		for _, s := range list {
+			t := elf.ST_TYPE(s.Info)
+			if s.Name == "runtime.text" {
+				runtimeText = s.Value
+			}
+			if (t != elf.STT_FUNC && t != elf.STT_GNU_IFUNC) || s.Value == 0 || s.Section == elf.SHN_UNDEF {
+				continue
+			}
+			name := s.Name
+			if i := strings.IndexByte(name, '@'); i > 0 { // versioned dynsym: memcpy@@GLIBC_2.14
+				name = name[:i]
+			}
+			syms = append(syms, symbol{addr: s.Value, size: s.Size, name: name})
+		}
+	}
+	ef.syms = syms.sortDedup()
+
+	if tab, err := goTable(f, runtimeText); err == nil {
+		ef.gotab = tab
+	}
+	if len(ef.syms) == 0 && ef.gotab == nil {
+		return ef, errors.New("no symbols (.symtab, .dynsym or .gopclntab)")
+	}
+	return ef, nil
+}
+
+// IsGo reports whether the file has a Go line table.
+func (f *File) IsGo() bool { return f.gotab != nil }
+
+// vaddr translates a file offset into the ELF virtual address space, which
+// is how the load bias of PIE executables and shared libraries is removed.
+func (f *File) vaddr(fileOff uint64) uint64 {
+	for _, l := range f.loads {
+		if fileOff >= l.off && fileOff < l.off+l.filesz {
+			return fileOff - l.off + l.vaddr
+		}
+	}
+	return fileOff
+}
+
+// Lookup symbolizes an ELF virtual address. ok is false when no symbol
+// covers it.
+func (f *File) Lookup(vaddr uint64) (fr profiles.Frame, ok bool) {
+	if f.gotab != nil {
+		if file, line, fn := f.gotab.PCToLine(vaddr); fn != nil {
+			return profiles.Frame{Function: fn.Name, File: file, Line: int64(line), Type: profiles.FrameGo}, true
+		}
+	}
+	s, ok := f.syms.lookup(vaddr)
+	if !ok {
+		return profiles.Frame{}, false
+	}
+	fr = profiles.Frame{Function: s.name, Type: profiles.FrameNative}
+	if d := demangled(s.name); d != s.name {
+		fr.Function, fr.SystemName = d, s.name
+	}
+	return fr, true
+}
+
+// demangled returns the readable form of a C++ or Rust symbol without
+// parameter lists (the mangled name is kept as the system name).
+func demangled(name string) string {
+	if !strings.HasPrefix(name, "_Z") && !strings.HasPrefix(name, "_R") {
+		return name
+	}
+	return demangle.Filter(name, demangle.NoParams)
+}
+
+// Go line table magics, newest first (go1.20+, 1.18, 1.16, 1.2).
+var goPclntabMagics = []uint32{0xfffffff1, 0xfffffff0, 0xfffffffa, 0xfffffffb}
+
+func goTable(f *elf.File, runtimeText uint64) (*gosym.Table, error) {
+	var pclntab []byte
+	if s := f.Section(".gopclntab"); s != nil {
+		data, err := s.Data()
+		if err != nil {
+			return nil, err
+		}
+		pclntab = data
+	} else {
+		pclntab = findPclntab(f)
+	}
+	if pclntab == nil {
+		return nil, errors.New("no Go line table")
+	}
+	textStart := runtimeText
+	if textStart == 0 {
+		if s := f.Section(".text"); s != nil {
+			textStart = s.Addr
+		}
+	}
+	if textStart == 0 {
+		textStart = headerTextStart(pclntab)
+	}
+	return gosym.NewTable(nil, gosym.NewLineTable(pclntab, textStart))
+}
+
+// findPclntab searches the loaded segments for the line table header: the
+// section headers of a stripped binary may be gone, the table never is
+// (the Go runtime needs it).
+func findPclntab(f *elf.File) []byte {
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X != 0 {
+			continue
+		}
+		data, err := io.ReadAll(p.Open())
+		if err != nil {
+			continue
+		}
+		for _, magic := range goPclntabMagics {
+			var m [4]byte
+			binary.LittleEndian.PutUint32(m[:], magic)
+			for off := 0; ; {
+				i := bytes.Index(data[off:], m[:])
+				if i < 0 {
+					break
+				}
+				at := off + i
+				if at%8 == 0 && validPclnHeader(data[at:]) {
+					return data[at:]
+				}
+				off = at + 1
+			}
+		}
+	}
+	return nil
+}
+
+func validPclnHeader(b []byte) bool {
+	if len(b) < 16 || b[4] != 0 || b[5] != 0 {
+		return false
+	}
+	minLC, ptrSize := b[6], b[7]
+	return (minLC == 1 || minLC == 2 || minLC == 4) && (ptrSize == 4 || ptrSize == 8)
+}
+
+// headerTextStart reads runtime.text from a go1.18+ header (magic, pad,
+// minLC, ptrSize, nfunc, nfiles, textStart).
+func headerTextStart(b []byte) uint64 {
+	if len(b) < 32 {
+		return 0
+	}
+	magic := binary.LittleEndian.Uint32(b)
+	if magic != 0xfffffff1 && magic != 0xfffffff0 || b[7] != 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[24:])
+}
+
+// buildIDs reads the GNU and Go build ids from note sections, or from
+// PT_NOTE segments when the section headers are gone.
+func buildIDs(f *elf.File) (gnu, goID string) {
+	var notes [][]byte
+	for _, s := range f.Sections {
+		if s.Type == elf.SHT_NOTE {
+			if d, err := s.Data(); err == nil {
+				notes = append(notes, d)
+			}
+		}
+	}
+	if len(notes) == 0 {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_NOTE {
+				if d, err := io.ReadAll(p.Open()); err == nil {
+					notes = append(notes, d)
+				}
+			}
+		}
+	}
+	for _, d := range notes {
+		parseNotes(f.ByteOrder, d, func(name string, typ uint32, desc []byte) {
+			switch {
+			case name == "GNU" && typ == 3 && gnu == "": // NT_GNU_BUILD_ID
+				gnu = hex.EncodeToString(desc)
+			case name == "Go" && typ == 4 && goID == "": // Go build id
+				goID = string(desc)
+			}
+		})
+	}
+	return gnu, goID
+}
+
+func parseNotes(bo binary.ByteOrder, d []byte, fn func(name string, typ uint32, desc []byte)) {
+	align4 := func(n uint32) uint32 { return (n + 3) &^ 3 }
+	for len(d) >= 12 {
+		namesz, descsz, typ := bo.Uint32(d), bo.Uint32(d[4:]), bo.Uint32(d[8:])
+		d = d[12:]
+		if uint64(align4(namesz))+uint64(align4(descsz)) > uint64(len(d)) {
+			return
+		}
+		name := strings.TrimRight(string(d[:namesz]), "\x00")
+		desc := d[align4(namesz) : align4(namesz)+descsz]
+		fn(name, typ, desc)
+		d = d[align4(namesz)+align4(descsz):]
+	}
+}
+
+func (f *File) String() string {
+	return fmt.Sprintf("elf(build_id=%s, symbols=%d, go=%t)", f.BuildID, len(f.syms), f.gotab != nil)
+}

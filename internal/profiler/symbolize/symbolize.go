@@ -1,0 +1,430 @@
+// Package symbolize turns the raw addresses of sampled stacks into frames on
+// the host: ELF .symtab/.dynsym (with the load bias of PIE executables and
+// shared libraries taken from /proc/PID/maps), Go .gopclntab (stripped Go
+// binaries too), /proc/kallsyms for the kernel and /tmp/perf-PID.map for JIT
+// runtimes, with C++ and Rust names demangled. Every frame keeps its mapping
+// with path and build ids so that a backend can symbolize what we could not.
+//
+// Binaries are read through /proc/PID/map_files or /proc/PID/root, so
+// processes in containers and deleted-but-running binaries work. Symbol
+// tables are cached per file (keyed by file identity and build id).
+package symbolize
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/contprof/contprof/internal/output/profiles"
+)
+
+// Options tune a Symbolizer; the zero value is ready to use.
+type Options struct {
+	// ProcFS is where proc is mounted; default "/proc".
+	ProcFS string
+	// MaxFiles bounds the number of cached ELF files; default 512.
+	MaxFiles int
+	// MaxProcesses bounds the per-process state kept; default 4096.
+	MaxProcesses int
+}
+
+const (
+	mapsMaxAge      = 2 * time.Second        // re-read maps at most this stale
+	mapsRetryAge    = 100 * time.Millisecond // on a miss, re-read if older than this
+	kallsymsMaxAge  = 5 * time.Minute        // modules come and go
+	defaultMaxFiles = 512
+	defaultMaxProcs = 4096
+)
+
+// Symbolizer is safe for concurrent use.
+type Symbolizer struct {
+	procfs   string
+	maxFiles int
+	maxProcs int
+
+	mu        sync.Mutex
+	tick      uint64
+	files     map[fileID]*fileEntry
+	byBuildID map[string]*fileEntry
+	procs     map[int]*process
+
+	kernel       *kernelSyms
+	kernelErr    error
+	kernelLoaded time.Time
+}
+
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+type fileEntry struct {
+	file    *File
+	lastUse uint64
+}
+
+type process struct {
+	pid     int
+	maps    []*mapping // sorted by start
+	readAt  time.Time
+	perf    *perfMap
+	jitType profiles.FrameType
+	lastUse uint64
+}
+
+type mapping struct {
+	procMapping
+	pm    *profiles.Mapping
+	file  *File
+	tried bool
+}
+
+// New returns a Symbolizer.
+func New(opts Options) *Symbolizer {
+	s := &Symbolizer{
+		procfs:    opts.ProcFS,
+		maxFiles:  opts.MaxFiles,
+		maxProcs:  opts.MaxProcesses,
+		files:     map[fileID]*fileEntry{},
+		byBuildID: map[string]*fileEntry{},
+		procs:     map[int]*process{},
+	}
+	if s.procfs == "" {
+		s.procfs = "/proc"
+	}
+	if s.maxFiles <= 0 {
+		s.maxFiles = defaultMaxFiles
+	}
+	if s.maxProcs <= 0 {
+		s.maxProcs = defaultMaxProcs
+	}
+	return s
+}
+
+// Stack symbolizes one sample of process pid: kernel and user addresses,
+// each leaf first as the kernel records them. The result is leaf first:
+// kernel frames, then user frames.
+func (s *Symbolizer) Stack(pid int, user, kernel []uint64) []profiles.Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick++
+	frames := make([]profiles.Frame, 0, len(user)+len(kernel))
+	if len(kernel) > 0 {
+		ks := s.kernelSymsLocked()
+		for i, addr := range kernel {
+			if ks == nil {
+				frames = append(frames, profiles.Frame{Address: addr, Type: profiles.FrameKernel})
+				continue
+			}
+			fr := ks.lookup(lookupAddr(addr, i))
+			fr.Address = addr
+			frames = append(frames, fr)
+		}
+	}
+	if len(user) > 0 {
+		p := s.processLocked(pid)
+		for i, addr := range user {
+			frames = append(frames, s.userFrameLocked(p, addr, lookupAddr(addr, i)))
+		}
+	}
+	return frames
+}
+
+// lookupAddr steps back into the call instruction for return addresses, so
+// that a call ending a function is not credited to the next one.
+func lookupAddr(addr uint64, depth int) uint64 {
+	if depth > 0 && addr > 0 {
+		return addr - 1
+	}
+	return addr
+}
+
+// Preload reads the maps of pid and the symbols of its executable mappings
+// now, so that samples stay symbolizable after the process exits.
+func (s *Symbolizer) Preload(pid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick++
+	p := s.processLocked(pid)
+	if p.readAt.IsZero() {
+		return fmt.Errorf("read maps of pid %d: process not found or not readable", pid)
+	}
+	for _, m := range p.maps {
+		if m.fileBacked() {
+			s.fileForLocked(p, m)
+		}
+	}
+	return nil
+}
+
+// Forget drops the state kept for pid (its maps and perf map); cached files
+// stay for other processes.
+func (s *Symbolizer) Forget(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.procs, pid)
+}
+
+// KernelError says why kernel frames cannot be symbolized, or nil.
+func (s *Symbolizer) KernelError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kernelSymsLocked()
+	return s.kernelErr
+}
+
+func (s *Symbolizer) kernelSymsLocked() *kernelSyms {
+	if !s.kernelLoaded.IsZero() && time.Since(s.kernelLoaded) < kallsymsMaxAge {
+		return s.kernel
+	}
+	ks, err := loadKallsyms(s.procfs + "/kallsyms")
+	s.kernelLoaded = time.Now()
+	if err != nil {
+		s.kernelErr = err
+		return s.kernel // keep the previous table, if any
+	}
+	s.kernel, s.kernelErr = ks, nil
+	return ks
+}
+
+func (s *Symbolizer) processLocked(pid int) *process {
+	p := s.procs[pid]
+	if p == nil {
+		if len(s.procs) >= s.maxProcs {
+			s.evictProcessLocked()
+		}
+		p = &process{pid: pid, jitType: s.jitType(pid)}
+		s.procs[pid] = p
+	}
+	p.lastUse = s.tick
+	if time.Since(p.readAt) > mapsMaxAge {
+		s.readMapsLocked(p)
+	}
+	return p
+}
+
+func (s *Symbolizer) evictProcessLocked() {
+	oldest, oldestUse := -1, ^uint64(0)
+	for pid, p := range s.procs {
+		if p.lastUse < oldestUse {
+			oldest, oldestUse = pid, p.lastUse
+		}
+	}
+	delete(s.procs, oldest)
+}
+
+// readMapsLocked refreshes the executable mappings of p, keeping the
+// resolved files of mappings that did not change. A process that is gone
+// keeps its last snapshot.
+func (s *Symbolizer) readMapsLocked(p *process) {
+	f, err := os.Open(fmt.Sprintf("%s/%d/maps", s.procfs, p.pid))
+	if err != nil {
+		return
+	}
+	list, err := parseProcMaps(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	type key struct{ start, end, offset, inode uint64 }
+	old := map[key]*mapping{}
+	for _, m := range p.maps {
+		old[key{m.start, m.end, m.offset, m.inode}] = m
+	}
+	maps := make([]*mapping, 0, len(list))
+	for _, pm := range list {
+		if !pm.executable() {
+			continue
+		}
+		if m, ok := old[key{pm.start, pm.end, pm.offset, pm.inode}]; ok && m.path == pm.path {
+			maps = append(maps, m)
+			continue
+		}
+		maps = append(maps, &mapping{procMapping: pm})
+	}
+	p.maps, p.readAt = maps, time.Now()
+}
+
+func (p *process) find(addr uint64) *mapping {
+	i := sort.Search(len(p.maps), func(i int) bool { return p.maps[i].end > addr })
+	if i < len(p.maps) && p.maps[i].start <= addr {
+		return p.maps[i]
+	}
+	return nil
+}
+
+func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Frame {
+	m := p.find(look)
+	if m == nil && time.Since(p.readAt) > mapsRetryAge {
+		s.readMapsLocked(p) // maybe a library loaded since
+		m = p.find(look)
+	}
+	if m != nil && m.fileBacked() {
+		f := s.fileForLocked(p, m)
+		fr := profiles.Frame{Type: profiles.FrameNative}
+		if f != nil {
+			if sym, ok := f.Lookup(f.vaddr(look - m.start + m.offset)); ok {
+				fr = sym
+			}
+		}
+		fr.Address, fr.Mapping = addr, m.pm
+		return fr
+	}
+	// Anonymous executable memory: JIT code, described by a perf map.
+	fr := profiles.Frame{Address: addr, Type: profiles.FrameNative}
+	if m != nil {
+		fr.Mapping = s.pseudoMapping(m)
+	}
+	if pm := s.perfMapLocked(p); pm != nil {
+		if sym, ok := pm.syms.lookup(look); ok {
+			fr.Function, fr.Type = sym.name, p.jitType
+			if d := demangled(sym.name); d != sym.name {
+				fr.Function, fr.SystemName = d, sym.name
+			}
+		}
+	}
+	return fr
+}
+
+func (s *Symbolizer) pseudoMapping(m *mapping) *profiles.Mapping {
+	if m.pm == nil {
+		m.pm = &profiles.Mapping{Start: m.start, Limit: m.end, Offset: m.offset, File: m.path}
+	}
+	return m.pm
+}
+
+// fileForLocked resolves (once per mapping) the ELF file behind m.
+func (s *Symbolizer) fileForLocked(p *process, m *mapping) *File {
+	if m.tried {
+		return m.file
+	}
+	m.tried = true
+	m.pm = &profiles.Mapping{Start: m.start, Limit: m.end, Offset: m.offset, File: m.path}
+	candidates := []string{
+		fmt.Sprintf("%s/%d/map_files/%x-%x", s.procfs, p.pid, m.start, m.end),
+		fmt.Sprintf("%s/%d/root%s", s.procfs, p.pid, m.path),
+	}
+	for _, c := range candidates {
+		f := s.openCachedLocked(c)
+		if f != nil {
+			m.file = f
+			m.pm.BuildID, m.pm.GoBuildID = f.BuildID, f.GoBuildID
+			return f
+		}
+	}
+	return nil
+}
+
+func (s *Symbolizer) openCachedLocked(path string) *File {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	id := fileID{size: st.Size(), mtime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(sys.Dev), sys.Ino
+	}
+	if e := s.files[id]; e != nil {
+		e.lastUse = s.tick
+		return e.file
+	}
+	f, err := OpenFile(path)
+	if err != nil && f == nil {
+		return nil
+	}
+	// The same binary in several containers is one file.
+	if f.BuildID != "" {
+		if e := s.byBuildID[f.BuildID]; e != nil {
+			e.lastUse = s.tick
+			s.files[id] = e
+			return e.file
+		}
+	}
+	if len(s.files) >= s.maxFiles {
+		s.evictFileLocked()
+	}
+	e := &fileEntry{file: f, lastUse: s.tick}
+	s.files[id] = e
+	if f.BuildID != "" {
+		s.byBuildID[f.BuildID] = e
+	}
+	return f
+}
+
+func (s *Symbolizer) evictFileLocked() {
+	var victim *fileEntry
+	for _, e := range s.files {
+		if victim == nil || e.lastUse < victim.lastUse {
+			victim = e
+		}
+	}
+	for id, e := range s.files {
+		if e == victim {
+			delete(s.files, id)
+		}
+	}
+	for b, e := range s.byBuildID {
+		if e == victim {
+			delete(s.byBuildID, b)
+		}
+	}
+}
+
+func (s *Symbolizer) perfMapLocked(p *process) *perfMap {
+	if p.perf == nil {
+		nspid := nsPID(s.procfs, p.pid)
+		p.perf = &perfMap{path: fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", s.procfs, p.pid, nspid)}
+	}
+	p.perf.refresh()
+	if len(p.perf.syms) == 0 {
+		return nil
+	}
+	return p.perf
+}
+
+// nsPID is the PID of pid inside its own namespace (the last NSpid field),
+// which is the number a containerized JIT puts in its perf map's name.
+func nsPID(procfs string, pid int) int {
+	f, err := os.Open(fmt.Sprintf("%s/%d/status", procfs, pid))
+	if err != nil {
+		return pid
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "NSpid:"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) > 0 {
+				if n, err := strconv.Atoi(fields[len(fields)-1]); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return pid
+}
+
+// jitType guesses the runtime whose JIT writes the perf map.
+func (s *Symbolizer) jitType(pid int) profiles.FrameType {
+	exe, err := os.Readlink(fmt.Sprintf("%s/%d/exe", s.procfs, pid))
+	if err != nil {
+		return profiles.FrameNative
+	}
+	switch path.Base(exe) {
+	case "java":
+		return profiles.FrameJVM
+	case "node", "nodejs":
+		return profiles.FrameV8JS
+	case "dotnet":
+		return profiles.FrameDotnet
+	}
+	return profiles.FrameNative
+}
