@@ -22,7 +22,7 @@ func Dir(t testing.TB) string {
 	if !ok {
 		t.Fatal("workload: cannot locate source directory")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "workloads")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "workloads")
 }
 
 // BuildC compiles testdata/workloads/<name> with gcc -O2
