@@ -479,5 +479,7 @@ func readBuildID(path string) (string, error) {
 	return "", errors.New("no build id")
 }
 
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 func align4(n uint32) uint32 { return (n + 3) &^ 3 }
