@@ -17,6 +17,7 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/policysource"
 	"github.com/contprof/contprof/internal/control/taskcontrol"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // defaultManualDuration is the duration of a task started through the API
@@ -315,7 +316,11 @@ func (e *profilingPolicy) postTask(w http.ResponseWriter, r *http.Request) {
 	if body.PID != 0 {
 		p, err := e.processByPID(body.PID)
 		if err != nil {
-			writeError(w, http.StatusNotFound, err.Error())
+			status := http.StatusNotFound
+			if procfs.IsNotProfilable(err) {
+				status = http.StatusUnprocessableEntity
+			}
+			writeError(w, status, err.Error())
 			return
 		}
 		groups = [][]control.Process{{p}}

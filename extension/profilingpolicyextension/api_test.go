@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -316,4 +317,34 @@ func TestAPIDefaultBodyLimitFromConfig(t *testing.T) {
 	e := startExtension(t, cfg, nil)
 	status, data, _ := do(t, "POST", e.baseURL()+"/api/v1/tasks", "", `{"target":"on_cpu","pid":1,"duration":"`+strings.Repeat("1", 200)+`s"}`)
 	wantError(t, status, data, 413, "larger than 100 bytes")
+}
+
+// TestAPIRefusesKernelThreadsAndZombies: a manual task on a kernel thread
+// or a zombie would "finish" without a profile; it is refused with a 422
+// naming why, and no task is created.
+func TestAPIRefusesKernelThreadsAndZombies(t *testing.T) {
+	e := startExtension(t, testConfig(), nil)
+	u := e.baseURL()
+	if b, err := os.ReadFile("/proc/2/stat"); err == nil && strings.Contains(string(b), "(kthreadd)") {
+		status, data, _ := do(t, "POST", u+"/api/v1/tasks", "application/json", `{"target":"on_cpu","pid":2}`)
+		wantError(t, status, data, http.StatusUnprocessableEntity, "pid: process 2 (kthreadd) is a kernel thread")
+	} else {
+		t.Log("no kthreadd at pid 2 (not the initial pid namespace); checking zombies only")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	pid := strconv.Itoa(cmd.Process.Pid)
+	var status int
+	var data []byte
+	for range 100 { // until the child has exited (it is not reaped before Wait)
+		status, data, _ = do(t, "POST", u+"/api/v1/tasks", "application/json", `{"target":"off_cpu","pid":`+pid+`,"duration":"1s"}`)
+		if status == http.StatusUnprocessableEntity {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantError(t, status, data, http.StatusUnprocessableEntity, "pid: process "+pid+" (true) is a zombie")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // userHZ is the kernel's fixed USER_HZ, the unit of /proc/PID/stat times.
@@ -51,6 +52,11 @@ func absDur(d time.Duration) time.Duration {
 
 // procProcess reads the identity of pid from a procfs mounted at root.
 func procProcess(root string, pid int) (control.Process, error) {
+	// A kernel thread or a zombie would run a task that ends without a
+	// profile: refuse it up front, saying why.
+	if err := procfs.CheckTarget(root, pid); procfs.IsNotProfilable(err) {
+		return control.Process{}, fmt.Errorf("pid: %w", err)
+	}
 	dir := filepath.Join(root, strconv.Itoa(pid))
 	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {

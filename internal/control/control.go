@@ -155,6 +155,15 @@ type Executor interface {
 	StartTask(ctx context.Context, t Task, sink TaskSink) error
 }
 
+// Admitter is optionally implemented by an Executor. Admit says, cheaply
+// and without calling back into the controller, why a task cannot run (a
+// missing privilege or kernel feature, a target that is a kernel thread
+// or a zombie); the controller then refuses the request with that reason
+// instead of creating a task that is bound to fail.
+type Admitter interface {
+	Admit(target policy.Target, processes []Process) error
+}
+
 // TaskSink receives what a running task produces.
 type TaskSink interface {
 	// AddProfile hands over a profile of the task (one report interval); the

@@ -25,11 +25,32 @@ func Parse(data []byte, source string) ([]Policy, error) {
 	if err != nil {
 		return nil, withSource(source, err)
 	}
+	if err := checkNotEmpty(root); err != nil {
+		return nil, withSource(source, err)
+	}
 	ps, err := Decode(root, source)
 	if err != nil {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// ErrEmptyDocument is returned for a document with no policy list at all.
+// An editor that truncates a file before writing it, or a server answering
+// with an empty body, produces one; taking it as "no policies" would drop
+// every policy of the source, so only an explicit empty list means that.
+var ErrEmptyDocument = errors.New("document is empty (or only comments, or \"policies\" has no value); write \"policies: []\" to mean no policies")
+
+func checkNotEmpty(root any) error {
+	if root == nil {
+		return ErrEmptyDocument
+	}
+	if m, ok := asMap(root); ok {
+		if v, has := m["policies"]; has && v == nil {
+			return ErrEmptyDocument
+		}
+	}
+	return nil
 }
 
 // Decode turns an already decoded document tree (what encoding/json,

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -75,16 +76,30 @@ func TestParseYAML(t *testing.T) {
 	}
 }
 
+// TestParseEmptyDocument: an emptied file (an editor's truncate-then-write,
+// `: > policies.yaml`) or an empty HTTP body is an error, so the source's
+// last good policies stay; only an explicit empty list means "none".
+func TestParseEmptyDocument(t *testing.T) {
+	for _, doc := range []string{"", "   \n\t\n", "# nothing yet\n", "policies:", "policies: ~", `{"policies": null}`, "null"} {
+		_, err := Parse([]byte(doc), "/etc/p.yaml")
+		if !errors.Is(err, ErrEmptyDocument) {
+			t.Errorf("Parse(%q) = %v, want ErrEmptyDocument", doc, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "/etc/p.yaml: document is empty") || !strings.Contains(err.Error(), "policies: []") {
+			t.Errorf("Parse(%q): error %q does not name the source and the fix", doc, err)
+		}
+	}
+}
+
 func TestParseForms(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
 		n    int
 	}{
-		{"empty", "", 0},
-		{"comments only", "# nothing yet\n", 0},
 		{"empty policies", "policies: []", 0},
-		{"null policies", "policies:", 0},
+		{"empty json list", "[]", 0},
 		{"bare list", "- {name: a, target: on_cpu, items: [{monitor: process_cpu, threshold: 1, period: 1, count: 1}]}", 1},
 		{"json object", `{"policies":[{"name":"a","target":"on_cpu","duration":"1m","items":[{"monitor":"process_cpu","threshold":1,"period":1,"count":1}]}]}`, 1},
 		{"json list with tabs", "[\n\t{\"name\":\"a\",\n\t\"target\":\"off_cpu\",\n\t\"selector\":{\"k\":{\"regex\":\"x.*\"},\"n\":5},\n\t\"items\":[{\"monitor\":\"system_load\",\"threshold\":2.0,\"period\":3,\"count\":2}]}\n]", 1},

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/contprof/contprof/internal/control/policy"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -107,6 +109,29 @@ func TestFileSource(t *testing.T) {
 		replaceFile(t, path, policyDoc("b", 70))
 		writeFile(t, filepath.Join(dir, "unrelated.txt"), "x")
 		c.none(t, 500*time.Millisecond)
+	})
+	t.Run("truncated file keeps the last good policies", func(t *testing.T) {
+		// `: > policies.yaml`, or an editor truncating before it writes.
+		m := NewMerger(time.Now)
+		m.AddSource(KindFile, path)
+		if _, _, err := m.Apply(Update{Kind: KindFile, Location: path, Policies: []policy.Policy{{Name: "b"}}}); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, path, " \n")
+		u := c.next(t)
+		if u.Err == nil || !strings.Contains(u.Err.Error(), path+": document is empty") || u.Policies != nil {
+			t.Fatalf("update = %+v", u)
+		}
+		set, _, err := m.Apply(u)
+		if err != nil || set.Len() != 1 || m.Err() == nil {
+			t.Fatalf("after an empty file: %d policies, source error %v (%v); want the last good one kept and an error", set.Len(), m.Err(), err)
+		}
+		writeFile(t, path, "policies: []\n")
+		if u := c.next(t); u.Err != nil || len(u.Policies) != 0 {
+			t.Fatalf("explicit empty list: update = %+v", u)
+		}
+		writeFile(t, path, policyDoc("b", 70))
+		wantPolicy(t, c.next(t), "b", 70)
 	})
 	t.Run("invalid policy reported once", func(t *testing.T) {
 		writeFile(t, path, strings.Replace(policyDoc("b", 70), "count: 5", "count: 12", 1))

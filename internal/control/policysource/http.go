@@ -51,6 +51,11 @@ func (c *HTTPConfig) Validate() error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout: %s must not be negative", c.Timeout)
 	}
+	// One poll must end before the next is due; a longer timeout would
+	// otherwise be cut to the interval without a word.
+	if c.Timeout > c.PollInterval {
+		return fmt.Errorf("timeout: %s is longer than poll_interval %s; a request must end before the next poll (raise poll_interval or lower timeout)", c.Timeout, c.PollInterval)
+	}
 	return nil
 }
 
@@ -74,10 +79,12 @@ type HTTP struct {
 // NewHTTP returns a poller using client (built from HTTPConfig by
 // confighttp, so TLS and auth apply).
 func NewHTTP(client *http.Client, cfg HTTPConfig, logger *zap.Logger, onUpdate func(Update)) *HTTP {
+	// Validate keeps timeout within the poll interval; 0 (confighttp's
+	// "no timeout") means the whole interval, as an unbounded request
+	// would stall polling forever.
 	timeout := cfg.Timeout
-	if timeout <= 0 || timeout > cfg.PollInterval {
-		// An unbounded request would stall polling forever.
-		timeout = min(cfg.PollInterval, 30*time.Second)
+	if timeout <= 0 {
+		timeout = cfg.PollInterval
 	}
 	return &HTTP{
 		client: client, endpoint: cfg.Endpoint, interval: cfg.PollInterval, timeout: timeout,

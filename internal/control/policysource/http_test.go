@@ -206,6 +206,7 @@ func TestHTTPConfigValidate(t *testing.T) {
 		{func(c *HTTPConfig) { c.Endpoint = "http://" }, `endpoint: "http://" is not an http(s) URL`},
 		{func(c *HTTPConfig) { c.PollInterval = 10 * time.Millisecond }, "poll_interval: 10ms must be at least 1s"},
 		{func(c *HTTPConfig) { c.Timeout = -time.Second }, "timeout: -1s must not be negative"},
+		{func(c *HTTPConfig) { c.PollInterval = 10 * time.Second; c.Timeout = 30 * time.Second }, "timeout: 30s is longer than poll_interval 10s"},
 	}
 	for _, tt := range tests {
 		cfg := NewDefaultHTTPConfig()

@@ -315,6 +315,11 @@ func (c *Controller) admit(req *control.TaskRequest, key, what string) (*task, *
 	if exec == nil {
 		return nil, nil, refused("no executor registered for target %s", req.Target)
 	}
+	if a, ok := exec.e.(control.Admitter); ok {
+		if err := a.Admit(req.Target, req.Processes); err != nil {
+			return nil, nil, refused("%s", err.Error())
+		}
+	}
 	if t := c.active[key]; t != nil {
 		return nil, nil, refused("task %s (%s) is already %s for %s", t.info.ID, req.Target, t.info.State, what)
 	}

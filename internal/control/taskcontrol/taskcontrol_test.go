@@ -553,3 +553,33 @@ func cpuProfile(t testing.TB, samples int64, leaf string) *profile.Profile {
 		Mapping:       []*profile.Mapping{m},
 	}
 }
+
+// admittingExecutor refuses what its admit func refuses.
+type admittingExecutor struct {
+	*executor
+	admit func(policy.Target, []control.Process) error
+}
+
+func (e admittingExecutor) Admit(target policy.Target, ps []control.Process) error {
+	return e.admit(target, ps)
+}
+
+// TestAdmitterRefusesWithoutATask: a request the executor says cannot run
+// (no privilege, a kernel thread) is refused with that reason, creates no
+// task and starts nothing, so it neither fills the history nor holds a
+// slot.
+func TestAdmitterRefusesWithoutATask(t *testing.T) {
+	c, _ := newController(t, Config{})
+	x := admittingExecutor{executor: newExecutor(), admit: func(target policy.Target, ps []control.Process) error {
+		if target == policy.TargetOnCPU {
+			return errors.New("on_cpu profiling needs CAP_PERFMON (missing)")
+		}
+		return nil
+	}}
+	defer c.RegisterExecutor(x)()
+	mustRefuse(t, c, req(policy.TargetOnCPU, 0, proc(10)), "on_cpu profiling needs CAP_PERFMON (missing)")
+	if n := len(c.Tasks()); n != 0 || c.Active() != 0 || len(x.started) != 0 {
+		t.Fatalf("a refused request left %d tasks, %d active, %d started", n, c.Active(), len(x.started))
+	}
+	mustAccept(t, c, req(policy.TargetOffCPU, 0, proc(10)))
+}

@@ -136,15 +136,17 @@ func scanAsUserHelper() {
 	}
 	perPID := map[int32]int{}
 	warns := 0
+	var warnText []string
 	for _, e := range logs.All() {
 		if e.Level == zapcore.WarnLevel {
 			warns++
+			warnText = append(warnText, e.Message)
 		}
 		if pid, ok := e.ContextMap()["pid"]; ok {
 			perPID[int32(pid.(int32))]++
 		}
 	}
-	json.NewEncoder(os.Stdout).Encode(map[string]any{"per_pid": perPID, "warns": warns, "uid": os.Getuid()})
+	json.NewEncoder(os.Stdout).Encode(map[string]any{"per_pid": perPID, "warns": warns, "warn_text": warnText, "uid": os.Getuid()})
 }
 
 // child is a started helper process.

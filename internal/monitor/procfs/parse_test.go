@@ -1,10 +1,13 @@
 package procfs
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseStat(t *testing.T) {
@@ -189,5 +192,52 @@ func TestFilterErrorsNameField(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("error %q does not contain %q", err, c.want)
 		}
+	}
+}
+
+// TestCheckTarget: kernel threads and zombies are refused as task targets
+// with the reason; a live user process and the test itself are fine.
+func TestCheckTarget(t *testing.T) {
+	if err := CheckTarget("/proc", os.Getpid()); err != nil {
+		t.Fatalf("the test process: %v", err)
+	}
+	// kthreadd is pid 2 in the initial pid namespace.
+	if b, err := os.ReadFile("/proc/2/stat"); err == nil && strings.Contains(string(b), "(kthreadd)") {
+		err := CheckTarget("/proc", 2)
+		if !IsNotProfilable(err) || !strings.Contains(err.Error(), "process 2 (kthreadd) is a kernel thread") {
+			t.Fatalf("kthreadd: %v", err)
+		}
+	}
+	// A child that exited and is not yet reaped is a zombie.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = CheckTarget("/proc", pid); IsNotProfilable(err) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !IsNotProfilable(err) || !strings.Contains(err.Error(), "is a zombie") {
+		t.Fatalf("unreaped child %d: %v", pid, err)
+	}
+	if err := CheckTarget("/proc", 1<<30); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing pid: %v", err)
+	}
+	// Fabricated stat files: a kernel thread flag and a malformed file.
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "7"), 0o755)
+	os.WriteFile(filepath.Join(root, "7", "stat"), []byte("7 (kworker/0:1) I 2 0 0 0 -1 69238880 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0"), 0o644)
+	if err := CheckTarget(root, 7); !IsNotProfilable(err) {
+		t.Fatalf("kworker: %v", err)
+	}
+	os.WriteFile(filepath.Join(root, "7", "stat"), []byte("7 (x"), 0o644)
+	if err := CheckTarget(root, 7); err == nil || IsNotProfilable(err) {
+		t.Fatalf("malformed stat: %v", err)
 	}
 }

@@ -312,7 +312,9 @@ type Scanner struct {
 	users   *userCache
 	samples []Sample
 	gen     uint32
-	warned  bool
+	// lastWarn and deniedSince rate-limit the permission warning.
+	lastWarn    time.Time
+	deniedSince int
 
 	afterList func() // test hook: runs between listing and reading
 	statReads int    // reads of /proc/PID/stat, for tests
@@ -558,21 +560,38 @@ func (s *Scanner) forget() {
 
 func (s *Scanner) noteDeniedStat(pid int32, err error) {
 	if _, ok := s.denied[pid]; !ok {
-		s.warnDenied()
-		s.logger.Debug("cannot read process stat; skipping it", zap.Int32("pid", pid), zap.Error(err))
+		s.warnDenied(pid, "", []string{"stat"}, err)
 	}
 	s.denied[pid] = s.gen
 }
 
-// warnDenied says once, loudly, that some processes are only partly
-// visible; the per-process details go to debug level.
-func (s *Scanner) warnDenied() {
-	if s.warned {
+// deniedWarnEvery rate-limits the permission warning: one process is named
+// at warn level per interval (with how many others were hit since), the
+// rest go to debug level, so a host full of unreadable processes does not
+// flood the log while the operator still learns which process and file.
+const deniedWarnEvery = time.Minute
+
+// warnDenied reports that files of one process could not be read. Each
+// process identity is reported once (the callers ensure it).
+func (s *Scanner) warnDenied(pid int32, exe string, files []string, err error) {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = s.root + "/" + strconv.Itoa(int(pid)) + "/" + f
+	}
+	fields := []zap.Field{zap.Int32("pid", pid), zap.String("executable", exe), zap.Strings("files", paths), zap.Error(err)}
+	now := time.Now()
+	if !s.lastWarn.IsZero() && now.Sub(s.lastWarn) < deniedWarnEvery {
+		s.deniedSince++
+		s.logger.Debug("cannot read some process details", fields...)
 		return
 	}
-	s.warned = true
-	s.logger.Warn("permission denied reading some process details under " + s.root +
-		"; their attributes are incomplete (run as root or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)")
+	if s.deniedSince > 0 {
+		fields = append(fields, zap.Int("other_processes_since_last_warning", s.deniedSince))
+	}
+	s.lastWarn, s.deniedSince = now, 0
+	s.logger.Warn("Permission denied reading "+strings.Join(paths, ", ")+
+		"; this process's attributes are incomplete (run as root or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; further processes are named at most once a minute)",
+		fields...)
 }
 
 // maxEmptyReads is how many scans in a row a process with an empty
@@ -660,10 +679,7 @@ func (s *Scanner) reload(p *proc, pid int32, st *statFields, now time.Time) {
 	s.refreshCPU(p, pid, now)
 	if len(denied) > 0 && !p.logged {
 		p.logged = true
-		s.warnDenied()
-		s.logger.Debug("cannot read some process details",
-			zap.Int32("pid", pid), zap.String("executable", in.ExeName),
-			zap.Strings("files", denied), zap.Error(deniedErr))
+		s.warnDenied(pid, in.ExeName, denied, deniedErr)
 	}
 }
 

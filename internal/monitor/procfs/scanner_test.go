@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,9 +595,10 @@ func TestPermissionErrorsLoggedOnce(t *testing.T) {
 		t.Fatalf("helper: %v: %s", err, out)
 	}
 	var res struct {
-		PerPID map[string]int `json:"per_pid"`
-		Warns  int            `json:"warns"`
-		UID    int            `json:"uid"`
+		PerPID   map[string]int `json:"per_pid"`
+		Warns    int            `json:"warns"`
+		WarnText []string       `json:"warn_text"`
+		UID      int            `json:"uid"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -609,8 +611,15 @@ func TestPermissionErrorsLoggedOnce(t *testing.T) {
 			t.Errorf("pid %s logged %d times over 3 scans, want once", pid, n)
 		}
 	}
+	// The warnings are rate-limited to one a minute, and the one there is
+	// names the process and the file, e.g. "/proc/1/environ".
 	if res.Warns != 1 {
 		t.Errorf("%d warnings, want exactly 1", res.Warns)
+	}
+	for _, w := range res.WarnText {
+		if !regexp.MustCompile(`/proc/[0-9]+/(stat|exe|cmdline|status|environ)`).MatchString(w) {
+			t.Errorf("warning does not name the process and file: %q", w)
+		}
 	}
 	t.Logf("%d processes logged once each", len(res.PerPID))
 }
