@@ -19,6 +19,7 @@ import (
 
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/decide/window"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
@@ -51,6 +52,9 @@ type cpProcessor struct {
 
 	mu  sync.Mutex
 	eng *window.Engine
+	// hist keeps the last minutes of every monitor of every process for
+	// the UI and policy dry-runs (bounded: see internal/decide/history).
+	hist *history.Store
 	// maxSec is the newest second accepted in the current batch: a point
 	// stamped far in the future would otherwise push every real point out
 	// of its window.
@@ -74,7 +78,9 @@ func newProcessor(set processor.Settings, cfg *Config) (*cpProcessor, error) {
 		return nil, err
 	}
 	p := &cpProcessor{cfg: cfg, logger: set.Logger, tb: tb, now: time.Now, seed: maphash.MakeSeed()}
+	p.hist = history.New(history.DefaultSpan, min(cfg.MaxProcesses, history.DefaultMaxProcesses))
 	p.eng = window.New(window.Options{
+		History:         p.hist,
 		IdleTimeout:     cfg.IdleTimeout,
 		MaxProcesses:    cfg.MaxProcesses,
 		CompletionDelay: cfg.CompletionDelay,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/output/flame"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
@@ -132,7 +133,9 @@ func (e *executor) launch(ctx context.Context, sink control.TaskSink, run func(c
 // emit sends one report interval to the profiles pipeline and hands it to
 // the extension for download.
 func (e *executor) emit(t control.Task, p *profiles.Profile, sink control.TaskSink) {
-	sink.AddProfile(p.Pprof())
+	pp := p.Pprof()
+	flame.MarkInterval(pp, p.Start)
+	sink.AddProfile(pp)
 	pd := profiles.ToPprofile(metadata.ScopeName, p)
 	// Not the task's context: the final profile of a cancelled task must
 	// still be exported.

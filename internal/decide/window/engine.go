@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/decide/history"
 )
 
 // Key identifies a process.
@@ -62,6 +63,10 @@ type Options struct {
 	GroupKey func(k Key, attrs map[string]any) string
 	// OnLimit is called once each time MaxProcesses is reached.
 	OnLimit func(max int)
+	// History, when set, also records every per-second value it is given,
+	// for every monitor whatever the policies read (the UI's charts and
+	// dry-run).
+	History *history.Store
 }
 
 const (
@@ -261,6 +266,8 @@ type Proc struct {
 		agg httpAgg
 	}
 	cum map[uint64]cumState
+	// hist is the process's history when Options.History is set.
+	hist *history.Proc
 
 	newest    int64 // newest second with data
 	evaluated int64 // newest second judged
@@ -334,6 +341,7 @@ func (e *Engine) Put(k Key, attrs map[string]any, now time.Time) *Proc {
 	if p := e.byKey[k]; p != nil {
 		p.attrs = attrs
 		p.group = e.groupKey(k, attrs)
+		e.track(p)
 		e.match(p)
 		return e.Get(k, now)
 	}
@@ -348,6 +356,7 @@ func (e *Engine) Put(k Key, attrs map[string]any, now time.Time) *Proc {
 	}
 	p := &Proc{key: k, keyStr: k.String(), attrs: attrs, idx: len(e.procs)}
 	p.group = e.groupKey(k, attrs)
+	e.track(p)
 	h := e.hosts[k.Host]
 	if h == nil {
 		h = &host{name: k.Host}
@@ -361,6 +370,13 @@ func (e *Engine) Put(k Key, attrs map[string]any, now time.Time) *Proc {
 	e.byKey[k] = p
 	e.match(p)
 	return e.Get(k, now)
+}
+
+// track (re)attaches the process's history.
+func (e *Engine) track(p *Proc) {
+	if e.opt.History != nil {
+		p.hist = e.opt.History.Track(p.keyStr, p.key.Host, p.attrs)
+	}
 }
 
 func (e *Engine) groupKey(k Key, attrs map[string]any) string {
@@ -527,12 +543,20 @@ func setScalar(r *ring[float64], l *scalar, sec int64, v float64) bool {
 
 // SetCPU records the process CPU use in percent for second sec.
 func (e *Engine) SetCPU(p *Proc, sec int64, percent float64) {
+	e.record(p, policy.MonitorProcessCPU, sec, percent)
 	e.setScalar(p, p.cpu, &p.latest[0], sec, percent)
 }
 
 // SetThreads records the thread count for second sec.
 func (e *Engine) SetThreads(p *Proc, sec int64, n float64) {
+	e.record(p, policy.MonitorProcessThreadCount, sec, n)
 	e.setScalar(p, p.threads, &p.latest[1], sec, n)
+}
+
+func (e *Engine) record(p *Proc, m policy.Monitor, sec int64, v float64) {
+	if e.opt.History != nil && !math.IsNaN(v) {
+		e.opt.History.SetScalar(p.hist, m, sec, v)
+	}
 }
 
 func (e *Engine) setScalar(p *Proc, r *ring[float64], l *scalar, sec int64, v float64) {
@@ -561,6 +585,9 @@ func (e *Engine) SetHostLoad(hostName string, sec int64, load float64, now time.
 		e.hosts[hostName] = h
 	}
 	h.seen = now
+	if e.opt.History != nil && !math.IsNaN(load) {
+		e.opt.History.SetHostLoad(hostName, sec, load)
+	}
 	if sec <= 0 || math.IsNaN(load) || !setScalar(h.load, &h.latest, sec, load) {
 		e.dropped++
 	}
@@ -574,6 +601,9 @@ func (e *Engine) AddHTTP(p *Proc, sec int64, path string, isError bool, count, s
 			e.dropped++
 		}
 		return
+	}
+	if e.opt.History != nil {
+		e.opt.History.AddHTTP(p.hist, sec, isError, count, sum, hasSum)
 	}
 	hl := &p.httpLatest
 	if sec > hl.sec {

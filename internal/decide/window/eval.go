@@ -67,6 +67,9 @@ func (e *Engine) Advance(now time.Time, all bool) []Trigger {
 				delete(e.hosts, name)
 			}
 		}
+		if e.opt.History != nil {
+			e.opt.History.Prune(now)
+		}
 		for k, until := range e.suppress {
 			if !now.Before(until) {
 				delete(e.suppress, k)
