@@ -19,6 +19,14 @@ type testConfig struct {
 	OTLP string
 	// Signals lists the pipelines besides metrics: "profiles", "logs".
 	Signals []string
+	// Extensions holds other extensions as YAML (name: settings lines);
+	// they are started before profilingpolicy.
+	Extensions string
+	// ExtensionNames lists the names defined in Extensions.
+	ExtensionNames []string
+	// API and Policy hold extra api and profilingpolicy settings as YAML lines.
+	API    string
+	Policy string
 }
 
 // yaml renders the configuration.
@@ -28,7 +36,10 @@ func (c testConfig) yaml() string {
 	if c.Policies != "" {
 		b.WriteString("    policies:\n" + indent(c.Policies, "      "))
 	}
-	fmt.Fprintf(&b, "    api: { endpoint: \"127.0.0.1:%d\" }\n", c.APIPort)
+	b.WriteString(indent(c.Policy, "    "))
+	fmt.Fprintf(&b, "    api:\n      endpoint: \"127.0.0.1:%d\"\n", c.APIPort)
+	b.WriteString(indent(c.API, "      "))
+	b.WriteString(indent(c.Extensions, "  "))
 	b.WriteString("receivers:\n  ebpfprocess:\n    collection_interval: 1s\n" + indent(c.Receiver, "    "))
 	b.WriteString("processors:\n  continuousprofiling: {}\n")
 	exporter := "debug"
@@ -38,7 +49,7 @@ func (c testConfig) yaml() string {
 	} else {
 		b.WriteString("exporters:\n  debug: {}\n")
 	}
-	b.WriteString("service:\n  extensions: [profilingpolicy]\n  pipelines:\n")
+	fmt.Fprintf(&b, "service:\n  extensions: [%s]\n  pipelines:\n", strings.Join(append(c.ExtensionNames, "profilingpolicy"), ", "))
 	fmt.Fprintf(&b, "    metrics:\n      receivers: [ebpfprocess]\n      processors: [continuousprofiling]\n      exporters: [%s]\n", exporter)
 	for _, s := range c.Signals {
 		fmt.Fprintf(&b, "    %s:\n      receivers: [ebpfprocess]\n      exporters: [%s]\n", s, exporter)
