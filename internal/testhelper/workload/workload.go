@@ -44,6 +44,23 @@ func compiler(name string) string {
 	return "gcc"
 }
 
+// BuildJava compiles testdata/workloads/<name> (a .java file) with javac
+// into a world-readable temporary directory (so that a JVM run as another
+// user can load it) and returns that directory, the class path.
+func BuildJava(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "contprof-java-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, exec.Command("javac", "-d", dir, filepath.Join(Dir(t), name)))
+	return dir
+}
+
 // BuildGo builds the Go program in testdata/workloads/<dir> with extra go
 // build flags (e.g. "-ldflags=-s -w") into a temporary directory.
 func BuildGo(t testing.TB, dir string, extra ...string) string {
@@ -93,7 +110,13 @@ func (p *Process) PID() int { return p.Cmd.Process.Pid }
 // process is killed at test cleanup.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return StartCmd(t, exec.Command(bin, args...))
+}
+
+// StartCmd is Start for a prepared command (credentials, environment).
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	bin := cmd.Path
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
