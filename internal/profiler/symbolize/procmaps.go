@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // procMapping is one line of /proc/PID/maps.
@@ -60,70 +57,4 @@ func parseProcMaps(r io.Reader) ([]procMapping, error) {
 		out = append(out, m)
 	}
 	return out, sc.Err()
-}
-
-// perfMap is a JIT runtime's /tmp/perf-PID.map: "START SIZE name" in hex.
-type perfMap struct {
-	path  string
-	size  int64
-	mtime time.Time
-	syms  symtab
-}
-
-func parsePerfMap(r io.Reader) (symtab, error) {
-	var syms symtab
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.SplitN(strings.TrimSpace(sc.Text()), " ", 3)
-		if len(fields) != 3 {
-			continue
-		}
-		start, err1 := strconv.ParseUint(strings.TrimPrefix(fields[0], "0x"), 16, 64)
-		size, err2 := strconv.ParseUint(strings.TrimPrefix(fields[1], "0x"), 16, 64)
-		if err1 != nil || err2 != nil || size == 0 {
-			continue
-		}
-		syms = append(syms, symbol{addr: start, size: size, name: fields[2]})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	// Later entries win: JITs may reuse code memory.
-	for i, j := 0, len(syms)-1; i < j; i, j = i+1, j-1 {
-		syms[i], syms[j] = syms[j], syms[i]
-	}
-	return syms.sortDedupFirst(), nil
-}
-
-// sortDedupFirst sorts by address and keeps the first symbol per address.
-func (t symtab) sortDedupFirst() symtab {
-	sort.SliceStable(t, func(i, j int) bool { return t[i].addr < t[j].addr })
-	out := t[:0]
-	for _, s := range t {
-		if n := len(out); n > 0 && out[n-1].addr == s.addr {
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// refresh re-reads the perf map when it changed.
-func (pm *perfMap) refresh() {
-	st, err := os.Stat(pm.path)
-	if err != nil {
-		return // keep what we had: the process may have exited
-	}
-	if st.Size() == pm.size && st.ModTime().Equal(pm.mtime) {
-		return
-	}
-	f, err := os.Open(pm.path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	if syms, err := parsePerfMap(f); err == nil {
-		pm.syms, pm.size, pm.mtime = syms, st.Size(), st.ModTime()
-	}
 }

@@ -241,6 +241,9 @@ func (s *Symbolizer) readMapsLocked(p *process) {
 	}
 	maps := make([]*mapping, 0, len(list))
 	for _, pm := range list {
+		if p.jitType == profiles.FrameNative {
+			p.jitType = jitTypeOfLibrary(pm.path)
+		}
 		if !pm.executable() {
 			continue
 		}
@@ -276,22 +279,64 @@ func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Fra
 			}
 		}
 		fr.Address, fr.Mapping = addr, m.pm
+		if fr.Function != "" {
+			return fr
+		}
+		// JIT code in a file mapping (a memfd double mapping, as .NET
+		// does) has no ELF symbols but may be in the perf map.
+		if jf, ok := s.perfMapFrameLocked(p, look); ok {
+			jf.Address, jf.Mapping = addr, m.pm
+			return jf
+		}
 		return fr
 	}
 	// Anonymous executable memory: JIT code, described by a perf map.
 	fr := profiles.Frame{Address: addr, Type: profiles.FrameNative}
+	if jf, ok := s.perfMapFrameLocked(p, look); ok {
+		fr = jf
+		fr.Address = addr
+	}
 	if m != nil {
 		fr.Mapping = s.pseudoMapping(m)
 	}
-	if pm := s.perfMapLocked(p); pm != nil {
-		if sym, ok := pm.syms.lookup(look); ok {
-			fr.Function, fr.Type = sym.name, p.jitType
-			if d := demangled(sym.name); d != sym.name {
-				fr.Function, fr.SystemName = d, sym.name
-			}
+	return fr
+}
+
+// perfMapFrameLocked names look from the process's perf map. The map is
+// checked for changes at most every perfMapCheckAge, and on every miss:
+// the runtime may have just compiled the code.
+func (s *Symbolizer) perfMapFrameLocked(p *process, look uint64) (profiles.Frame, bool) {
+	if p.perf == nil {
+		nspid := nsPID(s.procfs, p.pid)
+		p.perf = &perfMap{path: fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", s.procfs, p.pid, nspid)}
+	}
+	now := time.Now()
+	if p.perf.stale || now.Sub(p.perf.checked) > perfMapCheckAge {
+		p.perf.refresh(now)
+	}
+	sym, ok := p.perf.syms.lookup(look)
+	if !ok && now.Sub(p.perf.checked) > perfMapMissAge {
+		p.perf.refresh(now)
+		if sym, ok = p.perf.syms.lookup(look); !ok {
+			return profiles.Frame{}, false
 		}
 	}
-	return fr
+	fr := profiles.Frame{Function: sym.name, Type: p.jitType}
+	if d := demangled(sym.name); d != sym.name {
+		fr.Function, fr.SystemName = d, sym.name
+	}
+	return fr, true
+}
+
+// ReloadPerfMap makes the next lookup in pid's perf map read the file from
+// the start: call it after asking a runtime to rewrite its map (HotSpot's
+// Compiler.perfmap), whose change might otherwise look like growth.
+func (s *Symbolizer) ReloadPerfMap(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.procs[pid]; p != nil && p.perf != nil {
+		p.perf.stale = true
+	}
 }
 
 func (s *Symbolizer) pseudoMapping(m *mapping) *profiles.Mapping {
@@ -378,18 +423,6 @@ func (s *Symbolizer) evictFileLocked() {
 	}
 }
 
-func (s *Symbolizer) perfMapLocked(p *process) *perfMap {
-	if p.perf == nil {
-		nspid := nsPID(s.procfs, p.pid)
-		p.perf = &perfMap{path: fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", s.procfs, p.pid, nspid)}
-	}
-	p.perf.refresh()
-	if len(p.perf.syms) == 0 {
-		return nil
-	}
-	return p.perf
-}
-
 // nsPID is the PID of pid inside its own namespace (the last NSpid field),
 // which is the number a containerized JIT puts in its perf map's name.
 func nsPID(procfs string, pid int) int {
@@ -412,7 +445,26 @@ func nsPID(procfs string, pid int) int {
 	return pid
 }
 
-// jitType guesses the runtime whose JIT writes the perf map.
+// jitTypeOfLibrary names the runtime that a mapped library embeds (a JVM
+// started by a launcher not called java, Node embedded as libnode), or
+// native.
+func jitTypeOfLibrary(file string) profiles.FrameType {
+	switch path.Base(file) {
+	case "libjvm.so":
+		return profiles.FrameJVM
+	case "libnode.so":
+		return profiles.FrameV8JS
+	case "libcoreclr.so":
+		return profiles.FrameDotnet
+	}
+	if strings.HasPrefix(path.Base(file), "libnode.so.") {
+		return profiles.FrameV8JS
+	}
+	return profiles.FrameNative
+}
+
+// jitType guesses the runtime whose JIT writes the perf map from the
+// executable's name; readMapsLocked refines it from the mapped libraries.
 func (s *Symbolizer) jitType(pid int) profiles.FrameType {
 	exe, err := os.Readlink(fmt.Sprintf("%s/%d/exe", s.procfs, pid))
 	if err != nil {

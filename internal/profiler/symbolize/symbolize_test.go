@@ -247,7 +247,9 @@ func TestPerfMap(t *testing.T) {
 	if fr := leaf(t, s, pid, 0x100000070); fr.Function != "" {
 		t.Errorf("address past the last entry resolved to %+v", fr)
 	}
-	// The JIT appends as it compiles more: the map is re-read.
+	// The JIT appends as it compiles more: the map is re-read (at most
+	// every perfMapMissAge on misses).
+	time.Sleep(2 * perfMapMissAge)
 	write("100000000 40 LazyCompile:*handleRequest /app/server.js:10\n100000060 20 Builtin:ArgumentsAdaptor\n")
 	if fr := leaf(t, s, pid, 0x100000070); fr.Function != "Builtin:ArgumentsAdaptor" {
 		t.Errorf("after the perf map grew: %+v", fr)
