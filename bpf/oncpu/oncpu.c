@@ -11,9 +11,17 @@
 // Clearing the stack map every interval keeps it sparse, so hash collisions
 // (which lose a stack) stay rare, and no stack id is ever freed while a count
 // still refers to it.
+//
+// Unwinding (unwind_user set, the default): instead of the kernel's
+// frame-pointer walk, the program sends the user registers, a copy of the
+// top of the user stack and the kernel stack to user space through a ring
+// buffer (see ustack.h), where the stack is unwound with the binaries'
+// DWARF call frame information; counts are then kept in user space.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "ustack.h"
 
 #define MAX_STACK_DEPTH 127
 #define EFAULT 14
@@ -28,6 +36,7 @@ enum stat_index {
 	STAT_USER_STACK_LOST,    // user stack not recorded (collision, full map)
 	STAT_KERNEL_STACK_LOST,  // kernel stack not recorded (other than "none")
 	STAT_COUNT_LOST,         // count map full: sample dropped
+	STAT_EVENT_LOST,         // ring buffer full: sample dropped
 	STAT_MAX,
 };
 
@@ -79,6 +88,16 @@ volatile const __u64 pidns_ino = 0;
 
 // Which buffer pair the program writes to; flipped by user space.
 volatile __u32 active_buf = 0;
+
+// Send stack snapshots to the ring buffer instead of counting frame-pointer
+// stacks in the maps.
+volatile const __u32 unwind_user = 0;
+
+// Sized by user space before loading.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -134,6 +153,26 @@ int oncpu_sample(struct bpf_perf_event_data *ctx)
 		return 0;
 
 	stat_inc(STAT_SAMPLES);
+	if (unwind_user) {
+		struct stack_event *ev = ustack_event();
+		if (!ev)
+			return 0;
+		ev->kind = EVENT_STACK;
+		ev->pid = tgid;
+		ev->tid = (__u32)bpf_get_current_pid_tgid();
+		ev->seq = 0;
+		ev->p16 = 0;
+		long kb = bpf_get_stack(ctx, ev->kstack, sizeof(ev->kstack), 0);
+		ev->klen = kb > 0 ? (__u64)kb / 8 : 0;
+		__u32 size = ustack_copy(ev);
+		if (kb < 0 && kb != -EFAULT)
+			ev->flags |= USTACK_KERNEL_ERR;
+		if (size > sizeof(*ev))
+			return 0;
+		if (bpf_ringbuf_output(&events, ev, size, 0))
+			stat_inc(STAT_EVENT_LOST);
+		return 0;
+	}
 	if (active_buf)
 		record(ctx, tgid, &stacks_1, &counts_1);
 	else

@@ -23,6 +23,7 @@ const (
 	StatUserStackLost
 	StatKernelStackLost
 	StatCountLost
+	StatEventLost
 	NumStats
 )
 
@@ -38,6 +39,11 @@ type Config struct {
 	// namespace; zero means the initial namespace (the fast path).
 	PIDNamespaceDev uint64
 	PIDNamespaceIno uint64
+	// Unwind makes the program send user stack snapshots (see ustack.h)
+	// to the Events ring buffer instead of counting frame-pointer stacks.
+	Unwind bool
+	// EventBytes sizes the ring buffer (a power of two, at least a page).
+	EventBytes uint32
 }
 
 // Objects are the loaded program and maps.
@@ -61,6 +67,15 @@ func Load(cfg Config) (*Objects, error) {
 	resize(oncpuMapCounts0, cfg.CountEntries)
 	resize(oncpuMapCounts1, cfg.CountEntries)
 	resize(oncpuMapTargetPids, cfg.MaxPIDs)
+	resize(oncpuMapEvents, cfg.EventBytes)
+	if n, err := ebpf.PossibleCPU(); err == nil {
+		resize(oncpuMapUstackScratch, uint32(n))
+	}
+	if cfg.Unwind {
+		if err := spec.Variables[oncpuVarUnwindUser].Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("set unwind_user: %w", err)
+		}
+	}
 	if err := spec.Variables[oncpuVarPidnsDev].Set(cfg.PIDNamespaceDev); err != nil {
 		return nil, fmt.Errorf("set pidns_dev: %w", err)
 	}

@@ -20,20 +20,46 @@ type oncpuSampleKey struct {
 	KernelStackId int32
 }
 
+type oncpuStackEvent struct {
+	_      structs.HostLayout
+	Kind   uint32
+	Pid    uint32
+	Tid    uint32
+	Flags  uint32
+	Seq    uint64
+	P16    uint32
+	Klen   uint32
+	Ip     uint64
+	Sp     uint64
+	Bp     uint64
+	Ulen   uint32
+	Nchain uint32
+	Chain  [32]struct {
+		_  structs.HostLayout
+		Fp uint64
+		Ra uint64
+	}
+	Kstack [127]uint64
+	Data   [36864]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	oncpuMapCounts0      = "counts_0"
-	oncpuMapCounts1      = "counts_1"
-	oncpuMapStacks0      = "stacks_0"
-	oncpuMapStacks1      = "stacks_1"
-	oncpuMapStats        = "stats"
-	oncpuMapTargetPids   = "target_pids"
-	oncpuProgOncpuSample = "oncpu_sample"
-	oncpuVarActiveBuf    = "active_buf"
-	oncpuVarPidnsDev     = "pidns_dev"
-	oncpuVarPidnsIno     = "pidns_ino"
+	oncpuMapCounts0       = "counts_0"
+	oncpuMapCounts1       = "counts_1"
+	oncpuMapEvents        = "events"
+	oncpuMapStacks0       = "stacks_0"
+	oncpuMapStacks1       = "stacks_1"
+	oncpuMapStats         = "stats"
+	oncpuMapTargetPids    = "target_pids"
+	oncpuMapUstackScratch = "ustack_scratch"
+	oncpuProgOncpuSample  = "oncpu_sample"
+	oncpuVarActiveBuf     = "active_buf"
+	oncpuVarPidnsDev      = "pidns_dev"
+	oncpuVarPidnsIno      = "pidns_ino"
+	oncpuVarUnwindUser    = "unwind_user"
 )
 
 // loadOncpu returns the embedded CollectionSpec for oncpu.
@@ -85,21 +111,24 @@ type oncpuProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oncpuMapSpecs struct {
-	Counts0    *ebpf.MapSpec `ebpf:"counts_0"`
-	Counts1    *ebpf.MapSpec `ebpf:"counts_1"`
-	Stacks0    *ebpf.MapSpec `ebpf:"stacks_0"`
-	Stacks1    *ebpf.MapSpec `ebpf:"stacks_1"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	TargetPids *ebpf.MapSpec `ebpf:"target_pids"`
+	Counts0       *ebpf.MapSpec `ebpf:"counts_0"`
+	Counts1       *ebpf.MapSpec `ebpf:"counts_1"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Stacks0       *ebpf.MapSpec `ebpf:"stacks_0"`
+	Stacks1       *ebpf.MapSpec `ebpf:"stacks_1"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
+	UstackScratch *ebpf.MapSpec `ebpf:"ustack_scratch"`
 }
 
 // oncpuVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oncpuVariableSpecs struct {
-	ActiveBuf *ebpf.VariableSpec `ebpf:"active_buf"`
-	PidnsDev  *ebpf.VariableSpec `ebpf:"pidns_dev"`
-	PidnsIno  *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	ActiveBuf  *ebpf.VariableSpec `ebpf:"active_buf"`
+	PidnsDev   *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	UnwindUser *ebpf.VariableSpec `ebpf:"unwind_user"`
 }
 
 // oncpuObjects contains all objects after they have been loaded into the kernel.
@@ -122,22 +151,26 @@ func (o *oncpuObjects) Close() error {
 //
 // It can be passed to loadOncpuObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oncpuMaps struct {
-	Counts0    *ebpf.Map `ebpf:"counts_0"`
-	Counts1    *ebpf.Map `ebpf:"counts_1"`
-	Stacks0    *ebpf.Map `ebpf:"stacks_0"`
-	Stacks1    *ebpf.Map `ebpf:"stacks_1"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	TargetPids *ebpf.Map `ebpf:"target_pids"`
+	Counts0       *ebpf.Map `ebpf:"counts_0"`
+	Counts1       *ebpf.Map `ebpf:"counts_1"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Stacks0       *ebpf.Map `ebpf:"stacks_0"`
+	Stacks1       *ebpf.Map `ebpf:"stacks_1"`
+	Stats         *ebpf.Map `ebpf:"stats"`
+	TargetPids    *ebpf.Map `ebpf:"target_pids"`
+	UstackScratch *ebpf.Map `ebpf:"ustack_scratch"`
 }
 
 func (m *oncpuMaps) Close() error {
 	return _OncpuClose(
 		m.Counts0,
 		m.Counts1,
+		m.Events,
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,
 		m.TargetPids,
+		m.UstackScratch,
 	)
 }
 
@@ -145,9 +178,10 @@ func (m *oncpuMaps) Close() error {
 //
 // It can be passed to loadOncpuObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oncpuVariables struct {
-	ActiveBuf *ebpf.Variable `ebpf:"active_buf"`
-	PidnsDev  *ebpf.Variable `ebpf:"pidns_dev"`
-	PidnsIno  *ebpf.Variable `ebpf:"pidns_ino"`
+	ActiveBuf  *ebpf.Variable `ebpf:"active_buf"`
+	PidnsDev   *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno   *ebpf.Variable `ebpf:"pidns_ino"`
+	UnwindUser *ebpf.Variable `ebpf:"unwind_user"`
 }
 
 // oncpuPrograms contains all programs after they have been loaded into the kernel.

@@ -32,6 +32,9 @@ const (
 	AttrGoBuildID      = "process.executable.build_id.go"
 	KernelMappingFile  = "[kernel.kallsyms]"
 	unknownFunctionTag = "[unknown]"
+	// TruncatedFrame ends (on the root side) a stack that was cut before
+	// its outermost frame, so a cut stack is never mistaken for a whole one.
+	TruncatedFrame = "[truncated]"
 )
 
 // Mapping is one memory mapping of a file (or the kernel), kept with its

@@ -35,6 +35,14 @@ type Options struct {
 	CountEntries int
 	// MaxPIDs is how many processes can be profiled at once; default 1024.
 	MaxPIDs int
+	// FramePointersOnly makes the kernel walk user stacks by frame
+	// pointer (bpf_get_stackid), as before unwinding: cheaper, but code
+	// built without frame pointers loses its callers.
+	FramePointersOnly bool
+	// MaxFrames is the most user frames of an unwound stack; default 127.
+	MaxFrames int
+	// EventBytes sizes the ring buffer of stack snapshots; default 4 MiB.
+	EventBytes int
 
 	// forcePIDNamespace makes the program translate PIDs through the
 	// namespace helper even in the initial namespace (tests).
@@ -63,13 +71,16 @@ func (o *Options) validate() error {
 		name string
 		v    *int
 		def  int
-	}{{"stack_entries", &o.StackEntries, 8192}, {"count_entries", &o.CountEntries, 8192}, {"max_pids", &o.MaxPIDs, 1024}} {
+	}{{"stack_entries", &o.StackEntries, 8192}, {"count_entries", &o.CountEntries, 8192}, {"max_pids", &o.MaxPIDs, 1024}, {"max_frames", &o.MaxFrames, 127}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
 		if *f.v < 1 || *f.v > 1<<20 {
 			return fmt.Errorf("on_cpu %s: %d is out of range [1, %d]", f.name, *f.v, 1<<20)
 		}
+	}
+	if o.EventBytes == 0 {
+		o.EventBytes = 4 << 20
 	}
 	return nil
 }
@@ -80,7 +91,9 @@ var ErrClosed = errors.New("on-CPU sampler is closed")
 // Sampler is a loaded, attached on-CPU sampler. Any number of
 // Subscriptions (tasks) share it; each names one process.
 type Sampler struct {
-	freq int
+	freq      int
+	maxFrames int
+	uw        *unwinding // nil: frame pointers only
 
 	mu     sync.Mutex
 	objs   *oncpubpf.Objects
@@ -98,10 +111,15 @@ func Open(opts Options) (_ *Sampler, err error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	if opts.EventBytes&(opts.EventBytes-1) != 0 || opts.EventBytes < 64<<10 {
+		return nil, fmt.Errorf("on_cpu event_bytes: %d is not a power of two of at least 64 KiB", opts.EventBytes)
+	}
 	cfg := oncpubpf.Config{
 		StackEntries: uint32(opts.StackEntries),
 		CountEntries: uint32(opts.CountEntries),
 		MaxPIDs:      uint32(opts.MaxPIDs),
+		Unwind:       !opts.FramePointersOnly,
+		EventBytes:   uint32(opts.EventBytes),
 	}
 	if dev, ino, init, err := pidNamespace(); err != nil {
 		return nil, err
@@ -112,12 +130,20 @@ func Open(opts Options) (_ *Sampler, err error) {
 	if err != nil {
 		return nil, privilegeHint(err)
 	}
-	s := &Sampler{freq: opts.Frequency, objs: objs, subs: map[uint32][]*Subscription{}}
+	s := &Sampler{freq: opts.Frequency, maxFrames: opts.MaxFrames, objs: objs, subs: map[uint32][]*Subscription{}}
 	defer func() {
 		if err != nil {
 			s.closeLocked()
+			if s.uw != nil {
+				s.uw.stop()
+			}
 		}
 	}()
+	if cfg.Unwind {
+		if err := s.startUnwinding(); err != nil {
+			return nil, fmt.Errorf("on_cpu: read stack snapshots: %w", err)
+		}
+	}
 
 	cpus, err := onlineCPUs()
 	if err != nil {
@@ -178,6 +204,10 @@ func (s *Sampler) Add(pid int) (*Subscription, error) {
 			}
 			return nil, fmt.Errorf("on_cpu: add pid %d to the filter: %w", pid, err)
 		}
+		if s.uw != nil {
+			// Tables are built in the background: the task does not wait.
+			_ = s.uw.unw.Add(pid)
+		}
 	}
 	sub := &Subscription{s: s, pid: key, start: time.Now(), acc: map[string]*RawSample{}}
 	s.subs[key] = append(s.subs[key], sub)
@@ -188,8 +218,13 @@ func (s *Sampler) Add(pid int) (*Subscription, error) {
 // ErrClosed from then on.
 func (s *Sampler) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closeLocked()
+	uw := s.uw
+	err := s.closeLocked()
+	s.mu.Unlock()
+	if uw != nil {
+		err = errors.Join(err, uw.stop())
+	}
+	return err
 }
 
 func (s *Sampler) closeLocked() error {
@@ -237,6 +272,10 @@ func (s *Sampler) remove(sub *Subscription) error {
 	var err error
 	if len(list) == 0 {
 		delete(s.subs, sub.pid)
+		if s.uw != nil {
+			s.uw.unw.Forget(int(sub.pid))
+			delete(s.uw.pending, sub.pid)
+		}
 		if e := s.objs.TargetPids.Delete(sub.pid); e != nil && !errors.Is(e, ebpf.ErrKeyNotExist) {
 			err = fmt.Errorf("on_cpu: remove pid %d from the filter: %w", sub.pid, e)
 		}
@@ -256,6 +295,10 @@ func (s *Sampler) idle() bool {
 // collectLocked moves everything the kernel gathered since the last
 // collection into the subscribers' accumulators.
 func (s *Sampler) collectLocked() error {
+	if s.uw != nil {
+		s.collectUnwoundLocked()
+		return s.readStatsLocked()
+	}
 	inactive := s.active
 	s.active ^= 1
 	if err := s.objs.SetActive(s.active); err != nil {
@@ -362,7 +405,7 @@ func (s *Sampler) Stats() (Stats, error) {
 		Samples:          s.stats[oncpubpf.StatSamples],
 		UserStacksLost:   s.stats[oncpubpf.StatUserStackLost],
 		KernelStacksLost: s.stats[oncpubpf.StatKernelStackLost],
-		SamplesLost:      s.stats[oncpubpf.StatCountLost],
+		SamplesLost:      s.stats[oncpubpf.StatCountLost] + s.stats[oncpubpf.StatEventLost],
 	}, nil
 }
 

@@ -30,7 +30,10 @@ type RawSample struct {
 	// UserLost and KernelLost are set when the stack could not be recorded
 	// (stack map full or a hash collision); the sample still counts.
 	UserLost, KernelLost bool
-	Count                uint64
+	// Truncated is set when the user stack was cut (frame limit or the
+	// end of the stack copy) before its outermost frame.
+	Truncated bool
+	Count     uint64
 }
 
 // Batch is what a Subscription gathered during one interval.
@@ -110,6 +113,9 @@ func (b *Batch) Profile(sym *symbolize.Symbolizer, resource, attrs map[string]an
 		frames := sym.Stack(b.PID, rs.User, rs.Kernel)
 		if rs.KernelLost {
 			frames = append([]profiles.Frame{{Function: "[lost kernel stack]", Type: profiles.FrameKernel}}, frames...)
+		}
+		if rs.Truncated {
+			frames = append(frames, profiles.Frame{Function: profiles.TruncatedFrame, Type: profiles.FrameNative})
 		}
 		if rs.UserLost && len(rs.User) == 0 {
 			frames = append(frames, profiles.Frame{Function: "[lost user stack]", Type: profiles.FrameNative})
