@@ -48,6 +48,12 @@ function append(el, kids) {
 
 const $ = (sel) => document.querySelector(sel);
 
+// fill replaces el's children with kids (arrays flattened, null skipped).
+function fill(el, ...kids) {
+  el.replaceChildren();
+  append(el, kids);
+}
+
 async function api(path, opts) {
   const resp = await fetch(path, Object.assign({ headers: { Accept: "application/json" } }, opts || {}));
   const text = await resp.text();
@@ -224,7 +230,7 @@ class VTable {
       })));
     }
     if (last < n) out.push(spacer((n - last) * this.rowH));
-    this.tbody.replaceChildren(...out);
+    fill(this.tbody, ...out);
   }
 }
 
@@ -297,7 +303,7 @@ class Timeline {
     }
     g.globalAlpha = 1;
     this.lastDrawMs = performance.now() - t0;
-    window.__contprof = Object.assign(window.__contprof || {}, { timelineMs: this.lastDrawMs, timelineTasks: this.tasks.length });
+    window.__contprof = Object.assign(window.__contprof || {}, { timelineMs: this.lastDrawMs, timelineTasks: this.tasks.length, timelineAt: performance.now() });
   }
   hit(ev) {
     const r = this.canvas.getBoundingClientRect();
@@ -348,7 +354,7 @@ function manualForm(pid) {
     try {
       const r = await api("/api/v1/tasks", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify({ target: target.value, pid: Number(pidIn.value), duration: dur.value }) });
-      out.replaceChildren("started ", ...r.tasks.map((t) => h("a", { href: "/tasks/" + t.id, text: t.id })));
+      fill(out, "started ", ...r.tasks.map((t) => h("a", { href: "/tasks/" + t.id, text: t.id })));
     } catch (e) {
       out.className = "err"; out.textContent = e.message;
     }
@@ -361,7 +367,7 @@ function manualForm(pid) {
 function overview(app) {
   const banner = h("div");
   const polSec = h("section"), procSec = h("section"), tlSec = h("section"), taskSec = h("section");
-  app.replaceChildren(h("h1", { text: "Overview" }), banner,
+  fill(app, h("h1", { text: "Overview" }), banner,
     h("h2", { text: "Policies" }), polSec,
     h("h2", { text: "Task timeline" }), tlSec,
     h("h2", { text: "Monitored processes" }), procSec,
@@ -417,7 +423,7 @@ function overview(app) {
       const list = procs.processes || [];
       const services = [...new Set(list.map(serviceOf).filter(Boolean))].sort();
       const cur = svcSel.value;
-      svcSel.replaceChildren(h("option", { value: "", text: "all services" }), ...services.map((v) => h("option", { value: v, text: v })));
+      fill(svcSel, h("option", { value: "", text: "all services" }), ...services.map((v) => h("option", { value: v, text: v })));
       svcSel.value = services.includes(cur) ? cur : "";
       procTable.setRows(list);
     }
@@ -431,7 +437,7 @@ function overview(app) {
 }
 
 function renderPolicies(sec, banner, pols) {
-  banner.replaceChildren();
+  fill(banner);
   if (pols.last_error) banner.appendChild(h("div", { class: "banner", id: "policy-error", text: "Last policy load error (the last good policies stay in force):\n" + pols.last_error }));
   const sources = (pols.sources || []).map((s) => (s.kind || "") + " " + (s.location || "")).join("; ");
   const rows = (pols.policies || []).map((p) => h("tr", {},
@@ -439,7 +445,7 @@ function renderPolicies(sec, banner, pols) {
     h("td", { text: p.target }), h("td", { text: p.duration + " / " + p.silence }),
     h("td", {}, (p.items || []).map((it) => h("div", { text: itemText(it) }))),
     h("td", { class: "num", text: String((p.processes || []).reduce((n, x) => n + x.tasks_48h, 0)) })));
-  sec.replaceChildren(
+  fill(sec, 
     h("div", { class: "muted", text: "version " + (pols.version || "") + " · loaded " + fmtTime(pols.loaded_at) + (sources ? " · sources: " + sources : "") }),
     rows.length ? h("table", { id: "policies" }, h("thead", {}, h("tr", {}, ["name", "source", "selector", "target", "duration / silence", "items", "tasks 48h"].map((x) => h("th", { text: x })))), h("tbody", {}, rows))
       : h("p", { class: "muted", text: "No policies are loaded." }));
@@ -449,15 +455,15 @@ function renderPolicies(sec, banner, pols) {
 
 function taskPage(app, id) {
   const head = h("section"), causes = h("section"), flameSec = h("section"), netSec = h("section");
-  app.replaceChildren(h("h1", {}, "Task ", h("span", { id: "task-id", text: id })), head, causes, flameSec, netSec);
+  fill(app, h("h1", {}, "Task ", h("span", { id: "task-id", text: id })), head, causes, flameSec, netSec);
   let flame = null, lastProfiles = -1;
   poll(async () => {
     let t;
     try { t = await api("/api/v1/tasks/" + encodeURIComponent(id)); } catch (e) {
-      if (e.status === 404) { head.replaceChildren(h("p", { class: "err", text: e.message })); return false; }
+      if (e.status === 404) { fill(head, h("p", { class: "err", text: e.message })); return false; }
       throw e;
     }
-    head.replaceChildren(h("dl", { class: "kv" },
+    fill(head, h("dl", { class: "kv" },
       h("dt", { text: "state" }), h("dd", {}, stateEl(t.state), t.error ? h("span", { class: "err", text: " " + t.error }) : null),
       h("dt", { text: "policy" }), h("dd", { text: t.policy || (t.manual ? "manual (API)" : "") }),
       h("dt", { text: "target" }), h("dd", { text: t.target + " for " + t.duration + (t.silence ? ", silence " + t.silence : "") }),
@@ -469,9 +475,9 @@ function taskPage(app, id) {
         ? h("span", {}, h("a", { href: t.profile.url, id: "pprof-link", download: "contprof-" + t.id + ".pb.gz", text: "download pprof" }),
           " (" + Math.round(t.profile.bytes / 1024) + " KB, " + t.profile.profiles + " report intervals; go tool pprof -http=: FILE)")
         : (t.profile && (t.profile.error || (t.profile.dropped ? "dropped to stay within profile_store_bytes" : ""))) || "none yet")));
-    causes.replaceChildren(h("h2", { text: "Causes" }), (t.causes && t.causes.length) ? t.causes.map((c) => h("div", { class: "cause" },
+    fill(causes, h("h2", { text: "Causes" }), (t.causes && t.causes.length) ? t.causes.map((c) => h("div", { class: "cause" },
       h("strong", { text: c.monitor }), " ≥ " + c.threshold + " in at least " + c.count + " of " + c.period + " seconds, completed " + fmtClock(c.at),
-      h("div", { class: "values" }, "per-second values: " + (c.values || []).map((v) => fmtNum(v, 2)).join(", ")))) : h("p", { class: "muted", text: t.manual ? "Started by hand." : "No cause recorded." }));
+      h("div", { class: "values" }, "per-second values: " + (c.values || []).map((v) => fmtNum(v, 2)).join(", ")))) : [h("p", { class: "muted", text: t.manual ? "Started by hand." : "No cause recorded." })]);
     if (t.target === "network") {
       renderNetwork(netSec, t);
     } else if (t.profile && t.profile.url && t.profile.profiles !== lastProfiles) {
@@ -479,7 +485,7 @@ function taskPage(app, id) {
       if (!flame) flame = new FlameView(flameSec, id);
       await flame.load();
     } else if (!flame && !(t.profile && t.profile.url)) {
-      flameSec.replaceChildren(h("h2", { text: "Flame graph" }), h("p", { class: "muted", text: t.state === "running" || t.state === "pending" ? "Waiting for the first report interval…" : "This task has no profile." }));
+      fill(flameSec, h("h2", { text: "Flame graph" }), h("p", { class: "muted", text: t.state === "running" || t.state === "pending" ? "Waiting for the first report interval…" : "This task has no profile." }));
     }
     return !(t.state === "finished" || t.state === "failed" || t.state === "cancelled") || lastProfiles < 0;
   });
@@ -499,7 +505,7 @@ function renderNetwork(sec, t) {
     svg.appendChild(s("circle", { cx: x, cy: y, r: 10 }));
     svg.appendChild(s("text", { x: x + 12, y: y + 4, text: "pid " + p.pid }));
   });
-  sec.replaceChildren(h("h2", { text: "Network" }),
+  fill(sec, h("h2", { text: "Network" }),
     h("p", { class: "muted", text: "Per-flow metrics (peer, bytes, retransmits, RTT, HTTP per peer) of this task leave through the metrics pipeline, stamped contprof.task.id=" + t.id + "; the extension does not keep them." }),
     h("div", { class: "topo" }, svg));
 }
@@ -516,7 +522,7 @@ class FlameView {
     this.info = h("span", { class: "muted", id: "flame-info" });
     this.box = h("div", { id: "flame" });
     const reset = h("button", { type: "button", id: "flame-reset", text: "reset zoom" });
-    parent.replaceChildren(h("h2", { text: "Flame graph" }),
+    fill(parent, h("h2", { text: "Flame graph" }),
       h("div", { class: "flame-controls" }, this.intervalSel, this.search, reset, this.info),
       h("div", { class: "legend" }, FRAME_TYPES.map((t) => h("span", {}, h("span", { class: "sw ft-" + t }), t))),
       this.box);
@@ -534,7 +540,7 @@ class FlameView {
     this.tree = tree;
     this.focus = tree.root;
     const cur = this.intervalSel.value;
-    this.intervalSel.replaceChildren(h("option", { value: "", text: "whole task" }),
+    fill(this.intervalSel, h("option", { value: "", text: "whole task" }),
       ...(tree.intervals || []).map((iv) => h("option", { value: String(Math.floor(new Date(iv).getTime() / 1000)), text: "interval from " + fmtClock(iv) })));
     this.intervalSel.value = cur;
     this.draw();
@@ -577,7 +583,7 @@ class FlameView {
       this.groups.push({ g, n });
       svg.appendChild(g);
     }
-    this.box.replaceChildren(svg);
+    fill(this.box, svg);
     this.highlight();
   }
   highlight() {
@@ -612,7 +618,7 @@ class FlameView {
 function processPage(app) {
   const key = new URLSearchParams(location.search).get("key") || "";
   const head = h("section"), charts = h("section"), tasksSec = h("section");
-  app.replaceChildren(h("h1", {}, "Process ", h("span", { id: "process-key", text: key })), head, h("h2", { text: "Last 15 minutes, per second" }), charts, h("h2", { text: "Tasks" }), tasksSec);
+  fill(app, h("h1", {}, "Process ", h("span", { id: "process-key", text: key })), head, h("h2", { text: "Last 15 minutes, per second" }), charts, h("h2", { text: "Tasks" }), tasksSec);
   const pid = Number(key.split("/")[1]) || "";
   tasksSec.appendChild(manualForm(pid));
   const taskList = h("div");
@@ -623,7 +629,7 @@ function processPage(app) {
     try { hist = await api("/api/v1/processes/history?key=" + encodeURIComponent(key)); } catch (e) { histErr = e.message; }
     const st = (procs.processes || []).find((p) => processKey(p) === key);
     const mine = (tasks.tasks || []).filter((t) => (t.processes || []).some((p) => processKey(p) === key));
-    head.replaceChildren(st ? h("dl", { class: "kv" },
+    fill(head, st ? h("dl", { class: "kv" },
       h("dt", { text: "process" }), h("dd", { text: procLabel(st) }),
       h("dt", { text: "policies" }), h("dd", { text: (st.policies || []).join(", ") || "none" }),
       h("dt", { text: "latest" }), h("dd", { text: Object.entries(st.latest || {}).map(([m, v]) => m + " " + fmtNum(v) + " " + MONITOR_UNITS[m]).join(" · ") }),
@@ -632,14 +638,14 @@ function processPage(app) {
       : h("p", { class: "muted", text: "This process is not monitored now." }));
     const items = [];
     for (const p of pols.policies || []) if (st && (st.policies || []).includes(p.name)) for (const it of p.items || []) items.push({ policy: p.name, it });
-    if (!hist) { charts.replaceChildren(h("p", { class: "muted", text: histErr })); }
+    if (!hist) { fill(charts, h("p", { class: "muted", text: histErr })); }
     else {
       const watched = new Set(items.map((x) => x.it.monitor));
       const series = hist.series.filter((sr) => watched.size === 0 || watched.has(sr.monitor));
-      charts.replaceChildren(...(series.length ? series.map((sr) => chart(sr, hist, items.filter((x) => x.it.monitor === sr.monitor), mine))
+      fill(charts, ...(series.length ? series.map((sr) => chart(sr, hist, items.filter((x) => x.it.monitor === sr.monitor), mine))
         : [h("p", { class: "muted", text: "No data for the monitors its policies watch yet." })]));
     }
-    taskList.replaceChildren(mine.length ? h("table", {}, h("thead", {}, h("tr", {}, ["task", "created", "policy", "target", "state", "cause"].map((x) => h("th", { text: x })))),
+    fill(taskList, mine.length ? h("table", {}, h("thead", {}, h("tr", {}, ["task", "created", "policy", "target", "state", "cause"].map((x) => h("th", { text: x })))),
       h("tbody", {}, mine.slice().reverse().map((t) => h("tr", {}, h("td", {}, h("a", { href: "/tasks/" + t.id, text: t.id })), h("td", { text: fmtTime(t.created) }),
         h("td", { text: t.policy || "(manual)" }), h("td", { text: t.target }), h("td", {}, stateEl(t.state)), h("td", { text: (t.causes || []).map(causeText).join(" | ") })))))
       : h("p", { class: "muted", text: "No tasks in the last 48 hours." }));
@@ -701,7 +707,7 @@ function editorPage(app) {
   const run = h("button", { class: "primary", id: "dry-run", type: "button", text: "Dry-run" });
   const errs = h("div", { id: "policy-errors" });
   const results = h("div", { id: "dry-results" });
-  app.replaceChildren(h("h1", { text: "Policy editor" }),
+  fill(app, h("h1", { text: "Policy editor" }),
     h("p", { class: "note", text: "Dry-run only: this page validates a policy document with the collector's own decoder and replays it on the processor's live per-second history, starting nothing. " +
       "It does not apply policies: they come from sources the extension does not own (the collector configuration, policy_file, policy_url). To apply, put the document in the watched policy_file (or your policy_url) and it loads within seconds." }),
     h("div", { class: "editor" },
@@ -714,13 +720,13 @@ function editorPage(app) {
       const r = await api("/api/v1/policies/dryrun?minutes=" + encodeURIComponent(minutes.value), { method: "POST", headers: { "Content-Type": "application/yaml", Accept: "application/json" }, body: doc.value });
       if (my !== seq) return;
       doc.classList.remove("invalid");
-      errs.replaceChildren();
+      fill(errs);
       renderDryRun(results, r);
     } catch (e) {
       if (my !== seq) return;
       const list = (e.body && e.body.errors) || [e.message];
       doc.classList.add("invalid");
-      errs.replaceChildren(h("ul", { class: "errors" }, list.map((x) => h("li", { text: x }))));
+      fill(errs, h("ul", { class: "errors" }, list.map((x) => h("li", { text: x }))));
     }
   };
   doc.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(go, 600); });
@@ -729,12 +735,12 @@ function editorPage(app) {
 }
 
 function renderDryRun(box, r) {
-  box.replaceChildren(h("div", { class: "muted", text: "replayed " + r.lookback + (r.history_span ? " (history kept: " + r.history_span + ")" : "") }),
+  fill(box, h("div", { class: "muted", text: "replayed " + r.lookback + (r.history_span ? " (history kept: " + r.history_span + ")" : "") }),
     r.note ? h("div", { class: "note", text: r.note }) : null,
     ...(r.policies || []).map((p) => h("div", { class: "dry-policy", "data-policy": p.name },
       h("h3", { text: p.name + " · " + p.target }),
-      h("div", {}, "selects now: " + p.selects.length + " monitored process" + (p.selects.length === 1 ? "" : "es")),
-      h("ul", { class: "selects" }, p.selects.slice(0, 50).map((x) => h("li", {}, processLink(x)))),
+      h("details", { open: p.selects.length <= 10 }, h("summary", { text: "selects now: " + p.selects.length + " monitored process" + (p.selects.length === 1 ? "" : "es") }),
+        h("ul", { class: "selects" }, p.selects.slice(0, 200).map((x) => h("li", {}, processLink(x))))),
       p.fired.length ? h("div", { class: "fired", text: "would have triggered on " + p.fired.length + " process" + (p.fired.length === 1 ? "" : "es") + ":" })
         : h("div", { class: "muted", text: "would not have triggered (" + p.evaluated + " processes with history replayed)" }),
       h("ul", { class: "firings" }, p.fired.map((f) => {
@@ -757,7 +763,7 @@ function main() {
   else if ((m = path.match(/^\/tasks\/([^/]+)$/))) taskPage(app, decodeURIComponent(m[1]));
   else if (path === "/process") processPage(app);
   else if (path === "/policies/edit") editorPage(app);
-  else app.replaceChildren(h("p", { class: "err", text: "No such page: " + path }));
+  else fill(app, h("p", { class: "err", text: "No such page: " + path }));
 }
 
 document.addEventListener("DOMContentLoaded", main);
