@@ -32,6 +32,7 @@ func (e *profilingPolicy) handler() http.Handler {
 	mux.HandleFunc("/api/v1/tasks/{id}", methods(map[string]http.HandlerFunc{http.MethodGet: e.getTask}))
 	mux.HandleFunc("/api/v1/tasks/{id}/profile", methods(map[string]http.HandlerFunc{http.MethodGet: e.getProfile}))
 	mux.HandleFunc("/api/v1/tasks/{id}/cancel", methods(map[string]http.HandlerFunc{http.MethodPost: e.cancelTask}))
+	e.registerStatus(mux)
 	e.registerUI(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (see /api/v1/policies, /api/v1/processes, /api/v1/tasks)")

@@ -44,6 +44,9 @@ type profilingPolicy struct {
 	viewsMu sync.Mutex
 	views   []*viewEntry
 
+	reportersMu sync.Mutex
+	reporters   []*reporterEntry
+
 	file   *policysource.File
 	url    *policysource.HTTP
 	client *http.Client
@@ -267,7 +270,12 @@ func (e *profilingPolicy) RequestTask(req control.TaskRequest) (string, error) {
 
 // RegisterExecutor implements control.Controller.
 func (e *profilingPolicy) RegisterExecutor(x control.Executor) func() {
-	return e.tasks.RegisterExecutor(x)
+	untrack := e.trackReporter(x)
+	unregister := e.tasks.RegisterExecutor(x)
+	return func() {
+		unregister()
+		untrack()
+	}
 }
 
 // RegisterProcessView implements control.Controller.

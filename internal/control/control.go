@@ -164,6 +164,29 @@ type Admitter interface {
 	Admit(target policy.Target, processes []Process) error
 }
 
+// StatusReporter is optionally implemented by an Executor: what it can run
+// on this machine, for GET /api/v1/status.
+type StatusReporter interface {
+	ExecutorStatus() ExecutorStatus
+}
+
+// ExecutorStatus is what an executor found at start.
+type ExecutorStatus struct {
+	// Component is the executor's component id.
+	Component string `json:"component"`
+	// Targets are the targets it serves (pipelines permitting).
+	Targets []policy.Target `json:"targets"`
+	// Disabled maps a target that cannot run here to why.
+	Disabled map[policy.Target]string `json:"disabled_targets,omitempty"`
+	// Have maps each privilege or kernel feature checked to its presence.
+	Have map[string]bool `json:"have"`
+	// Missing lists what is absent; Degraded what runs with less.
+	Missing  []string `json:"missing,omitempty"`
+	Degraded []string `json:"degraded,omitempty"`
+	// UID is the collector's effective user id.
+	UID int `json:"uid"`
+}
+
 // TaskSink receives what a running task produces.
 type TaskSink interface {
 	// AddProfile hands over a profile of the task (one report interval); the

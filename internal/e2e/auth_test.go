@@ -39,7 +39,7 @@ func TestAPIAuthWithBearerToken(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	// The API and the UI's pages and assets.
-	paths := []string{"/api/v1/policies", "/api/v1/processes", "/api/v1/tasks",
+	paths := []string{"/api/v1/policies", "/api/v1/processes", "/api/v1/tasks", "/api/v1/status",
 		"/", "/tasks/0123456789abcdef", "/process", "/policies/edit", "/ui/app.js", "/ui/app.css"}
 	for _, path := range paths {
 		for _, bad := range []string{"", "Bearer wrong-token", "Basic " + token} {

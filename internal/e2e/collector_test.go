@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,9 +76,17 @@ type collector struct {
 // and stops it at test cleanup.
 func startCollector(t testing.TB, configPath string, env ...string) *collector {
 	t.Helper()
+	return startCollectorVia(t, nil, configPath, env...)
+}
+
+// startCollectorVia is startCollector with the binary run through the
+// command wrapper (e.g. setpriv and its options).
+func startCollectorVia(t testing.TB, wrapper []string, configPath string, env ...string) *collector {
+	t.Helper()
 	bin := collectorBinary(t)
 	c := &collector{t: t, output: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "--config", configPath, "--feature-gates=service.profilesSupport")
+	argv := append(append(slices.Clone(wrapper), bin), "--config", configPath, "--feature-gates=service.profilesSupport")
+	c.cmd = exec.Command(argv[0], argv[1:]...)
 	c.cmd.Dir = repoRoot(t)
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.Stdout = c.output

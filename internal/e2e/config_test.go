@@ -24,6 +24,8 @@ type testConfig struct {
 	Extensions string
 	// ExtensionNames lists the names defined in Extensions.
 	ExtensionNames []string
+	// Processor holds continuousprofiling settings as YAML lines.
+	Processor string
 	// API and Policy hold extra api and profilingpolicy settings as YAML lines.
 	API    string
 	Policy string
@@ -41,7 +43,11 @@ func (c testConfig) yaml() string {
 	b.WriteString(indent(c.API, "      "))
 	b.WriteString(indent(c.Extensions, "  "))
 	b.WriteString("receivers:\n  ebpfprocess:\n    collection_interval: 1s\n" + indent(c.Receiver, "    "))
-	b.WriteString("processors:\n  continuousprofiling: {}\n")
+	if c.Processor == "" {
+		b.WriteString("processors:\n  continuousprofiling: {}\n")
+	} else {
+		b.WriteString("processors:\n  continuousprofiling:\n" + indent(c.Processor, "    "))
+	}
 	exporter := "debug"
 	if c.OTLP != "" {
 		exporter = "otlp_grpc"

@@ -7,6 +7,7 @@ import (
 
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/profiler/privilege"
 )
 
 // TestAdmitRefusesKernelThreads: a policy whose selector matches a kernel
@@ -16,7 +17,7 @@ func TestAdmitRefusesKernelThreads(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "(kthreadd)") {
 		t.Skip("pid 2 is not kthreadd here (not the initial pid namespace)")
 	}
-	e := &executor{}
+	e := &executor{r: &ebpfReceiver{priv: privilege.Probe("/sys")}}
 	err = e.Admit(policy.TargetOnCPU, []control.Process{{PID: 2}})
 	if err == nil || !strings.Contains(err.Error(), "process 2 (kthreadd) is a kernel thread") {
 		t.Fatalf("Admit(kthreadd) = %v", err)

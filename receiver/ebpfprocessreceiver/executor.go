@@ -17,6 +17,7 @@ import (
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
+	"github.com/contprof/contprof/internal/profiler/privilege"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
@@ -103,6 +104,7 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}
 	if err != nil {
+		err = privilege.Explain(err)
 		e.reportStartFailure(t, err)
 		return err
 	}

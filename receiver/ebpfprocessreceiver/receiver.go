@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/profiler/privilege"
 )
 
 // ebpfReceiver is the one instance behind all pipelines of a component ID.
@@ -27,6 +28,8 @@ type ebpfReceiver struct {
 	profiles xconsumer.Profiles
 
 	ctrl control.Controller
+	// priv is what profiling may do here, probed once at Start.
+	priv privilege.Status
 	// exchanges carries HTTP exchanges from the scraper's monitor to
 	// network tasks.
 	exchanges exchangeHub
@@ -58,6 +61,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 		r.logger.Info("No profilingpolicy extension: emitting metrics only, no profiling tasks", zap.String("reason", err.Error()))
 	}
 	r.ctrl = ctrl
+	r.probePrivileges(host)
 
 	if r.metrics != nil {
 		s, err := newScraper(r.cfg, r.set, ctrl, &r.exchanges, func(err error) {

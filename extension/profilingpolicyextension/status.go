@@ -1,0 +1,54 @@
+package profilingpolicyextension // import "github.com/contprof/contprof/extension/profilingpolicyextension"
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/policysource"
+)
+
+// statusView is GET /api/v1/status: what this collector can do, so an
+// operator sees a missing privilege without reading the log.
+type statusView struct {
+	// Executors are the receivers running tasks, each with the privileges
+	// and kernel features it found and the targets they disable.
+	Executors []control.ExecutorStatus `json:"executors"`
+	// PolicySources are the policy sources with their last error.
+	PolicySources []policysource.SourceStatus `json:"policy_sources"`
+	ActiveTasks   int                         `json:"active_tasks"`
+}
+
+func (e *profilingPolicy) registerStatus(mux *http.ServeMux) {
+	mux.HandleFunc("/api/v1/status", methods(map[string]http.HandlerFunc{http.MethodGet: e.getStatus}))
+}
+
+func (e *profilingPolicy) getStatus(w http.ResponseWriter, _ *http.Request) {
+	v := statusView{Executors: []control.ExecutorStatus{}, PolicySources: e.merger.Sources(), ActiveTasks: e.tasks.Active()}
+	e.reportersMu.Lock()
+	reporters := slices.Clone(e.reporters)
+	e.reportersMu.Unlock()
+	for _, r := range reporters {
+		v.Executors = append(v.Executors, r.r.ExecutorStatus())
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+type reporterEntry struct{ r control.StatusReporter }
+
+// trackReporter remembers x for the status endpoint while it is registered.
+func (e *profilingPolicy) trackReporter(x control.Executor) (untrack func()) {
+	r, ok := x.(control.StatusReporter)
+	if !ok {
+		return func() {}
+	}
+	entry := &reporterEntry{r: r}
+	e.reportersMu.Lock()
+	e.reporters = append(e.reporters, entry)
+	e.reportersMu.Unlock()
+	return func() {
+		e.reportersMu.Lock()
+		defer e.reportersMu.Unlock()
+		e.reporters = slices.DeleteFunc(e.reporters, func(x *reporterEntry) bool { return x == entry })
+	}
+}
