@@ -25,6 +25,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "contprof.h"
 
 #define PATH_LEN 128
 #define HEAD_LEN 12 // "HTTP/1.1 200": the shortest thing we recognise
@@ -93,16 +94,10 @@ struct conn_state {
 	char path[PATH_LEN];
 };
 
-// The PID filter is a bitmap (bit tgid%64 of word tgid/64, tgid in the pid
-// namespace of the loader): an array lookup is inlined by the JIT, so the
-// test every system call pays stays a couple of loads. Sized by user space
-// from pid_max.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 512);
-	__type(key, __u32);
-	__type(value, __u64);
-} target_pids SEC(".maps");
+// The PID filter is a bitmap: the test every system call pays stays a
+// couple of loads.
+PID_FILTER_BITMAP(512);
+STATS(STAT_MAX);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -116,17 +111,6 @@ struct {
 	__uint(max_entries, 1 << 21);
 } events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-// Set when the loader runs in a non-initial pid namespace (a container), so
-// that target PIDs are compared in the namespace where they were found.
-volatile const __u64 pidns_dev = 0;
-volatile const __u64 pidns_ino = 0;
 // Wake the reader only once this much data is waiting (0: on every event);
 // the reader also polls on a timer, so quiet periods are not delayed long.
 volatile const __u64 wakeup_bytes = 0;
@@ -135,33 +119,6 @@ static const struct conn_state zero_conn;
 
 // Force the type into BTF for bpf2go -type.
 const struct http_event *unused_http_event __attribute__((unused));
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1; // per-CPU: no atomics needed
-}
-
-static __always_inline __u32 current_tgid(void)
-{
-	if (pidns_ino) {
-		struct bpf_pidns_info ns = {};
-		// Fails for tasks outside our namespace: they cannot be targets.
-		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-			return 0;
-		return ns.tgid;
-	}
-	return bpf_get_current_pid_tgid() >> 32;
-}
-
-static __always_inline int is_target(__u32 tgid)
-{
-	__u32 idx = tgid >> 6;
-	__u64 *bits = bpf_map_lookup_elem(&target_pids, &idx);
-
-	return tgid && bits && (*bits >> (tgid & 63)) & 1;
-}
 
 static __always_inline int is_inbound(__u32 nr)
 {

@@ -4,9 +4,10 @@ package httpmon
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/contprof/contprof/bpf/load"
 )
 
 // Event is one completed HTTP exchange as the program sends it.
@@ -91,30 +92,21 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	resize := func(name string, n uint32) {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
-	resize(httpmonMapTargetPids, (cfg.PIDLimit+63)/64)
-	resize(httpmonMapConns, cfg.MaxConns)
-	resize(httpmonMapEvents, cfg.RingBufferBytes)
-	for name, v := range map[string]uint64{
-		httpmonVarPidnsDev:    cfg.PIDNamespaceDev,
-		httpmonVarPidnsIno:    cfg.PIDNamespaceIno,
-		httpmonVarWakeupBytes: cfg.WakeupBytes,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
-	}
 	var objs Objects
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load HTTP monitor: verifier rejected the program: %+v", ve)
-		}
-		return nil, fmt.Errorf("load HTTP monitor: %w", err)
+	err = load.Load(spec, load.Settings{
+		Entries: map[string]uint32{
+			httpmonMapTargetPids: (cfg.PIDLimit + 63) / 64,
+			httpmonMapConns:      cfg.MaxConns,
+			httpmonMapEvents:     cfg.RingBufferBytes,
+		},
+		Vars: map[string]any{
+			httpmonVarPidnsDev:    cfg.PIDNamespaceDev,
+			httpmonVarPidnsIno:    cfg.PIDNamespaceIno,
+			httpmonVarWakeupBytes: cfg.WakeupBytes,
+		},
+	}, &objs, "HTTP monitor")
+	if err != nil {
+		return nil, err
 	}
 	return &objs, nil
 }

@@ -31,15 +31,11 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "contprof.h"
 
-#define EFAULT 14
-#define EEXIST 17
 #define TASK_DEAD 0x80
-#define MAX_STACK_DEPTH 127
 
-// Sizes are overwritten by user space before loading.
-#define DEFAULT_STACKS 8192
-#define DEFAULT_COUNTS 8192
+// Sized by user space before loading.
 #define DEFAULT_THREADS 16384
 
 enum stat_index {
@@ -82,17 +78,11 @@ struct rate {
 	__u32 p16; // probability for this window, in 1/65536; 0: not set (1)
 };
 
-// The PID filter, a bitmap indexed by tgid (in the pid namespace of the
-// loader): bit tgid%64 of word tgid/64. Every context switch of the machine
-// consults it twice; an array lookup is inlined by the verifier, about 35 ns
-// a switch cheaper than a hash lookup. Sized by user space from pid_max
-// (512 KiB for the largest, 4194304).
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u64);
-} target_pids SEC(".maps");
+// The PID filter: every context switch of the machine consults it twice; a
+// bitmap lookup is about 35 ns a switch cheaper than a hash lookup.
+PID_FILTER_BITMAP(65536);
+STATS(STAT_MAX);
+DOUBLE_BUFFER(struct block_key, struct block_value);
 
 // Keyed by the kernel's thread id (task_struct.pid). LRU: a thread that never
 // runs again (killed while blocked) cannot fill the map.
@@ -103,45 +93,12 @@ struct {
 	__type(value, struct start);
 } offcpu_start SEC(".maps");
 
-#define STACK_MAP(name)                                                 \
-	struct {                                                        \
-		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                 \
-		__uint(max_entries, DEFAULT_STACKS);                    \
-		__uint(key_size, sizeof(__u32));                        \
-		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));    \
-	} name SEC(".maps")
-
-#define COUNT_MAP(name)                                                 \
-	struct {                                                        \
-		__uint(type, BPF_MAP_TYPE_HASH);                        \
-		__uint(max_entries, DEFAULT_COUNTS);                    \
-		__type(key, struct block_key);                          \
-		__type(value, struct block_value);                      \
-	} name SEC(".maps")
-
-STACK_MAP(stacks_0);
-STACK_MAP(stacks_1);
-COUNT_MAP(counts_0);
-COUNT_MAP(counts_1);
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct rate);
 } rates SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-// Set when the loader runs in a non-initial pid namespace (a container), so
-// that target PIDs are compared in the namespace where they were found.
-volatile const __u64 pidns_dev = 0;
-volatile const __u64 pidns_ino = 0;
 
 // Blocks shorter than this are not counted.
 volatile const __u64 min_block_ns = 0;
@@ -152,44 +109,17 @@ volatile const __u64 max_stacks_per_sec = 0;
 #define RATE_WINDOW_NS 100000000ULL
 #define P_ONE 65536
 
-// Which buffer pair the program writes to; flipped by user space.
-volatile __u32 active_buf = 0;
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1; // per-CPU: no atomics needed
-}
-
-static __always_inline int is_target(__u32 tgid)
-{
-	__u32 word = tgid >> 6;
-	__u64 *bits = bpf_map_lookup_elem(&target_pids, &word);
-
-	return bits && ((*bits >> (tgid & 63)) & 1);
-}
-
 static __always_inline void add_block(void *counts, struct block_key *key, __u64 ns, __u64 blocks)
 {
-	struct block_value *v = bpf_map_lookup_elem(counts, key);
-	if (v) {
-		__sync_fetch_and_add(&v->ns, ns);
-		__sync_fetch_and_add(&v->blocks, blocks);
+	struct block_value zero = {};
+	struct block_value *v = lookup_or_init(counts, key, &zero);
+
+	if (!v) {
+		stat_inc(STAT_COUNT_LOST);
 		return;
 	}
-	struct block_value init = { .ns = ns, .blocks = blocks };
-	long err = bpf_map_update_elem(counts, key, &init, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		// Another CPU inserted the same key first.
-		v = bpf_map_lookup_elem(counts, key);
-		if (v) {
-			__sync_fetch_and_add(&v->ns, ns);
-			__sync_fetch_and_add(&v->blocks, blocks);
-		}
-	} else if (err) {
-		stat_inc(STAT_COUNT_LOST);
-	}
+	__sync_fetch_and_add(&v->ns, ns);
+	__sync_fetch_and_add(&v->blocks, blocks);
 }
 
 // next is coming back on the CPU: count the time since it left.
@@ -288,15 +218,9 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 	// A dying thread never comes back.
 	if (prev->__state & TASK_DEAD)
 		return;
-	if (pidns_ino) {
-		struct bpf_pidns_info ns = {};
-		// Fails for tasks outside our namespace: they cannot be targets.
-		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-			return;
-		tgid = ns.tgid;
-	} else {
-		tgid = prev->tgid;
-	}
+	// prev is the current task: in the initial namespace its tgid is
+	// ours, read without the helper call.
+	tgid = pidns_ino ? current_tgid() : prev->tgid;
 	if (!is_target(tgid))
 		return;
 

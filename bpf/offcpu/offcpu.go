@@ -3,11 +3,12 @@
 package offcpu
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/contprof/contprof/bpf/load"
 )
 
 // BlockKey is the key of the counts maps: one (process, user stack, kernel
@@ -22,9 +23,6 @@ type BlockValue = offcpuBlockValue
 // Start is the value of the per-thread start map: a thread of a target
 // process that is off the CPU now.
 type Start = offcpuStart
-
-// MaxStackDepth is the number of frames a stack map value holds.
-const MaxStackDepth = 127
 
 // Indexes of the per-CPU stats array (enum stat_index in offcpu.c).
 const (
@@ -48,9 +46,8 @@ type Config struct {
 	// ThreadEntries is the capacity of the per-thread start map (threads of
 	// target processes off the CPU at once; LRU beyond that).
 	ThreadEntries uint32
-	// PIDMax sizes the PID filter bitmap: PIDs below it can be targets
-	// (/proc/sys/kernel/pid_max).
-	PIDMax uint32
+	// FilterWords sizes the PID filter bitmap (64 PIDs a word).
+	FilterWords uint32
 	// MinBlockNs: blocks shorter than this are not counted.
 	MinBlockNs uint64
 	// MaxStacksPerSecond is the stack budget per CPU beyond which
@@ -74,35 +71,23 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	resize := func(name string, n uint32) {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
-	resize(offcpuMapStacks0, cfg.StackEntries)
-	resize(offcpuMapStacks1, cfg.StackEntries)
-	resize(offcpuMapCounts0, cfg.CountEntries)
-	resize(offcpuMapCounts1, cfg.CountEntries)
-	resize(offcpuMapOffcpuStart, cfg.ThreadEntries)
-	resize(offcpuMapTargetPids, (cfg.PIDMax+63)/64)
-	for name, v := range map[string]uint64{
-		offcpuVarPidnsDev:        cfg.PIDNamespaceDev,
-		offcpuVarPidnsIno:        cfg.PIDNamespaceIno,
-		offcpuVarMinBlockNs:      cfg.MinBlockNs,
-		offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
-	}
-
 	var objs Objects
-	if err := spec.LoadAndAssign(&objs.offcpuObjects, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load off-CPU profiler: verifier rejected the program: %+v", ve)
-		}
-		return nil, fmt.Errorf("load off-CPU profiler: %w", err)
+	err = load.Load(spec, load.Settings{
+		Entries: map[string]uint32{
+			offcpuMapStacks0: cfg.StackEntries, offcpuMapStacks1: cfg.StackEntries,
+			offcpuMapCounts0: cfg.CountEntries, offcpuMapCounts1: cfg.CountEntries,
+			offcpuMapOffcpuStart: cfg.ThreadEntries,
+			offcpuMapTargetPids:  cfg.FilterWords,
+		},
+		Vars: map[string]any{
+			offcpuVarPidnsDev:        cfg.PIDNamespaceDev,
+			offcpuVarPidnsIno:        cfg.PIDNamespaceIno,
+			offcpuVarMinBlockNs:      cfg.MinBlockNs,
+			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
+		},
+	}, &objs.offcpuObjects, "off-CPU profiler")
+	if err != nil {
+		return nil, err
 	}
 	return &objs, nil
 }
@@ -124,46 +109,3 @@ func (o *Objects) Attach() ([]link.Link, error) {
 
 // SwitchProgram is the sched_switch program (for its run-time statistics).
 func (o *Objects) SwitchProgram() *ebpf.Program { return o.OffcpuSwitch }
-
-// Buffer returns the counts and stacks maps of buffer i (0 or 1).
-func (o *Objects) Buffer(i uint32) (counts, stacks *ebpf.Map) {
-	if i == 0 {
-		return o.Counts0, o.Stacks0
-	}
-	return o.Counts1, o.Stacks1
-}
-
-// SetActive makes the program record into buffer i from now on.
-func (o *Objects) SetActive(i uint32) error {
-	return o.ActiveBuf.Set(i)
-}
-
-// SetTarget adds (on) or removes tgid from the PID filter. Only user space
-// writes the filter; callers serialize.
-func (o *Objects) SetTarget(tgid uint32, on bool) error {
-	word, bit := tgid/64, uint64(1)<<(tgid%64)
-	var bits uint64
-	if err := o.TargetPids.Lookup(word, &bits); err != nil {
-		return err
-	}
-	if on {
-		bits |= bit
-	} else {
-		bits &^= bit
-	}
-	return o.TargetPids.Update(word, bits, ebpf.UpdateExist)
-}
-
-// IsTarget reports whether tgid is in the PID filter.
-func (o *Objects) IsTarget(tgid uint32) (bool, error) {
-	var bits uint64
-	if err := o.TargetPids.Lookup(tgid/64, &bits); err != nil {
-		return false, err
-	}
-	return bits&(uint64(1)<<(tgid%64)) != 0, nil
-}
-
-// Close releases the programs and maps.
-func (o *Objects) Close() error {
-	return o.offcpuObjects.Close()
-}

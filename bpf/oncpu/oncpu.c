@@ -6,11 +6,8 @@
 // sample of a target process it records the user and kernel stacks and counts
 // the (pid, user stack, kernel stack) triple.
 //
-// Counts and stacks are double-buffered: user space flips active_buf, waits
-// for in-flight samples to finish, then drains and clears the inactive pair.
-// Clearing the stack map every interval keeps it sparse, so hash collisions
-// (which lose a stack) stay rare, and no stack id is ever freed while a count
-// still refers to it.
+// Counts and stacks are double-buffered (see DOUBLE_BUFFER in contprof.h):
+// no stack id is ever freed while a count still refers to it.
 //
 // Unwinding (unwind_user set, the default): instead of the kernel's
 // frame-pointer walk, the program sends the user registers, a copy of the
@@ -21,15 +18,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "contprof.h"
 #include "ustack.h"
-
-#define MAX_STACK_DEPTH 127
-#define EFAULT 14
-#define EEXIST 17
-
-// Sizes are overwritten by user space before loading.
-#define DEFAULT_STACKS 8192
-#define DEFAULT_COUNTS 8192
 
 enum stat_index {
 	STAT_SAMPLES = 0,        // samples of target processes
@@ -46,48 +36,9 @@ struct sample_key {
 	__s32 kernel_stack_id; // -EFAULT: sampled in user mode
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);  // tgid, in the pid namespace of the loader
-	__type(value, __u8);
-} target_pids SEC(".maps");
-
-#define STACK_MAP(name)                                                 \
-	struct {                                                        \
-		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                 \
-		__uint(max_entries, DEFAULT_STACKS);                    \
-		__uint(key_size, sizeof(__u32));                        \
-		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));    \
-	} name SEC(".maps")
-
-#define COUNT_MAP(name)                                                 \
-	struct {                                                        \
-		__uint(type, BPF_MAP_TYPE_HASH);                        \
-		__uint(max_entries, DEFAULT_COUNTS);                    \
-		__type(key, struct sample_key);                         \
-		__type(value, __u64);                                   \
-	} name SEC(".maps")
-
-STACK_MAP(stacks_0);
-STACK_MAP(stacks_1);
-COUNT_MAP(counts_0);
-COUNT_MAP(counts_1);
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-// Set when the loader runs in a non-initial pid namespace (a container), so
-// that target PIDs are compared in the namespace where they were found.
-volatile const __u64 pidns_dev = 0;
-volatile const __u64 pidns_ino = 0;
-
-// Which buffer pair the program writes to; flipped by user space.
-volatile __u32 active_buf = 0;
+PID_FILTER_BITMAP(65536);
+STATS(STAT_MAX);
+DOUBLE_BUFFER(struct sample_key, __u64);
 
 // Send stack snapshots to the ring buffer instead of counting frame-pointer
 // stacks in the maps.
@@ -99,17 +50,11 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1; // per-CPU: no atomics needed
-}
-
 static __always_inline void record(struct bpf_perf_event_data *ctx, __u32 tgid,
 				   void *stacks, void *counts)
 {
 	struct sample_key key = { .pid = tgid };
+	__u64 zero = 0;
 
 	key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
 	if (key.user_stack_id < 0)
@@ -118,38 +63,19 @@ static __always_inline void record(struct bpf_perf_event_data *ctx, __u32 tgid,
 	if (key.kernel_stack_id < 0 && key.kernel_stack_id != -EFAULT)
 		stat_inc(STAT_KERNEL_STACK_LOST);
 
-	__u64 *count = bpf_map_lookup_elem(counts, &key);
-	if (count) {
+	__u64 *count = lookup_or_init(counts, &key, &zero);
+	if (count)
 		__sync_fetch_and_add(count, 1);
-		return;
-	}
-	__u64 one = 1;
-	long err = bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		// Another CPU inserted the same key first.
-		count = bpf_map_lookup_elem(counts, &key);
-		if (count)
-			__sync_fetch_and_add(count, 1);
-	} else if (err) {
+	else
 		stat_inc(STAT_COUNT_LOST);
-	}
 }
 
 SEC("perf_event")
 int oncpu_sample(struct bpf_perf_event_data *ctx)
 {
-	__u32 tgid;
+	__u32 tgid = current_tgid();
 
-	if (pidns_ino) {
-		struct bpf_pidns_info ns = {};
-		// Fails for tasks outside our namespace: they cannot be targets.
-		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-			return 0;
-		tgid = ns.tgid;
-	} else {
-		tgid = bpf_get_current_pid_tgid() >> 32;
-	}
-	if (tgid == 0 || !bpf_map_lookup_elem(&target_pids, &tgid))
+	if (!is_target(tgid))
 		return 0;
 
 	stat_inc(STAT_SAMPLES);

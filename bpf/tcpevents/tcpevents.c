@@ -29,8 +29,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "contprof.h"
 
-#define EEXIST 17
 #define AF_INET 2
 #define AF_INET6 10
 
@@ -96,12 +96,9 @@ struct listen_key {
 	__u16 pad;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);  // tgid, in the pid namespace of the loader
-	__type(value, __u8);
-} target_pids SEC(".maps");
+// tgids, in the pid namespace of the loader.
+PID_FILTER_HASH(1024);
+STATS(STAT_MAX);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -129,16 +126,6 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-// Set when the loader runs in a non-initial pid namespace.
-volatile const __u64 pidns_dev = 0;
-volatile const __u64 pidns_ino = 0;
 
 // The reader is woken only once this much data waits (0: on every event);
 // it then polls on a timer, which keeps the cost of a wakeup off the
@@ -148,29 +135,6 @@ volatile const __u64 wakeup_bytes = 0;
 // Emits BTF for struct event, which user space decodes (ring buffer records
 // carry no type).
 const struct event *unused_event __attribute__((unused));
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1;
-}
-
-static __always_inline __u32 current_tgid(void)
-{
-	if (pidns_ino) {
-		struct bpf_pidns_info ns = {};
-		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)))
-			return 0;
-		return ns.tgid;
-	}
-	return bpf_get_current_pid_tgid() >> 32;
-}
-
-static __always_inline int is_target(__u32 tgid)
-{
-	return tgid != 0 && bpf_map_lookup_elem(&target_pids, &tgid) != NULL;
-}
 
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
@@ -364,16 +328,11 @@ static __always_inline __u64 skb_segs(const struct sk_buff *skb)
 
 static __always_inline void on_retransmit(struct tuple *t, __u64 segs)
 {
-	__u64 *n = bpf_map_lookup_elem(&retrans, t);
-	if (n) {
+	__u64 zero = 0;
+	__u64 *n = lookup_or_init(&retrans, t, &zero);
+
+	if (n)
 		__sync_fetch_and_add(n, segs);
-		return;
-	}
-	if (bpf_map_update_elem(&retrans, t, &segs, BPF_NOEXIST) == -EEXIST) {
-		n = bpf_map_lookup_elem(&retrans, t);
-		if (n)
-			__sync_fetch_and_add(n, segs);
-	}
 }
 
 // Two flavours of each program: classic tracepoints (a stable record

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/contprof/contprof/bpf/load"
 )
 
 // Event is one open or close of a tracked connection (struct event).
@@ -83,32 +85,23 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	resize := func(name string, n uint32) {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
-	resize(tcpeventsMapTargetPids, cfg.MaxPIDs)
-	resize(tcpeventsMapListenPorts, cfg.MaxListenPorts)
-	resize(tcpeventsMapFlows, cfg.MaxFlows)
-	resize(tcpeventsMapRetrans, cfg.MaxRetrans)
-	resize(tcpeventsMapEvents, cfg.RingBufferBytes)
-	if err := spec.Variables[tcpeventsVarPidnsDev].Set(cfg.PIDNamespaceDev); err != nil {
-		return nil, fmt.Errorf("set pidns_dev: %w", err)
-	}
-	if err := spec.Variables[tcpeventsVarPidnsIno].Set(cfg.PIDNamespaceIno); err != nil {
-		return nil, fmt.Errorf("set pidns_ino: %w", err)
-	}
-	if err := spec.Variables[tcpeventsVarWakeupBytes].Set(cfg.WakeupBytes); err != nil {
-		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
-	}
 	var objs Objects
-	if err := spec.LoadAndAssign(&objs.tcpeventsObjects, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load TCP events program: verifier rejected it: %+v", ve)
-		}
-		return nil, fmt.Errorf("load TCP events program: %w", err)
+	err = load.Load(spec, load.Settings{
+		Entries: map[string]uint32{
+			tcpeventsMapTargetPids:  cfg.MaxPIDs,
+			tcpeventsMapListenPorts: cfg.MaxListenPorts,
+			tcpeventsMapFlows:       cfg.MaxFlows,
+			tcpeventsMapRetrans:     cfg.MaxRetrans,
+			tcpeventsMapEvents:      cfg.RingBufferBytes,
+		},
+		Vars: map[string]any{
+			tcpeventsVarPidnsDev:    cfg.PIDNamespaceDev,
+			tcpeventsVarPidnsIno:    cfg.PIDNamespaceIno,
+			tcpeventsVarWakeupBytes: cfg.WakeupBytes,
+		},
+	}, &objs.tcpeventsObjects, "TCP events program")
+	if err != nil {
+		return nil, err
 	}
 	return &objs, nil
 }

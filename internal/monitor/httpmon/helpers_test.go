@@ -51,7 +51,7 @@ func serversDir(t testing.TB) string {
 	if !ok {
 		t.Fatal("cannot locate source directory")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "httpservers")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "httpservers")
 }
 
 var (

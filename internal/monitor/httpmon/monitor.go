@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // Attachment flavours.
@@ -162,9 +162,9 @@ func Open(opts Options) (_ *Monitor, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, fmt.Errorf("http monitor: %w", err)
 	}
-	pidLimit, err := pidMax()
+	pidLimit, err := procfs.PIDMax()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("http monitor: %w", err)
 	}
 	cfg := bpfhttpmon.Config{
 		PIDLimit:        pidLimit,
@@ -172,8 +172,8 @@ func Open(opts Options) (_ *Monitor, err error) {
 		RingBufferBytes: uint32(opts.RingBufferBytes),
 		WakeupBytes:     uint64(opts.RingBufferBytes / 4),
 	}
-	if dev, ino, init, err := pidNamespace(); err != nil {
-		return nil, err
+	if dev, ino, init, err := procfs.PIDNamespace(); err != nil {
+		return nil, fmt.Errorf("http monitor: %w", err)
 	} else if !init {
 		cfg.PIDNamespaceDev, cfg.PIDNamespaceIno = dev, ino
 	}
@@ -530,30 +530,6 @@ func (m *Monitor) release() error {
 
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-
-// pidMax is the kernel's pid_max: PIDs are below it.
-func pidMax() (uint32, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		return 0, fmt.Errorf("http monitor: read pid_max: %w", err)
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
-	if err != nil || n == 0 || n > 1<<22 {
-		return 0, fmt.Errorf("http monitor: /proc/sys/kernel/pid_max: %q is not a PID limit", strings.TrimSpace(string(b)))
-	}
-	return uint32(n), nil
-}
-
-// pidNamespace identifies the PID namespace we run in; init is true for
-// the initial namespace, where the kernel's PIDs are ours.
-func pidNamespace() (dev, ino uint64, init bool, err error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
-		return 0, 0, false, fmt.Errorf("http monitor: identify pid namespace: %w", err)
-	}
-	const procPIDInitIno = 0xEFFFFFFC
-	return st.Dev, st.Ino, st.Ino == procPIDInitIno, nil
 }
 
 // privilegeHint names what is missing when the kernel refuses.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // socketInode parses a /proc/PID/fd link target "socket:[12345]".
@@ -107,20 +109,9 @@ func serviceName(pid int) string {
 	return ""
 }
 
-// startTicks returns field 22 of /proc/PID/stat, which with the PID
-// identifies a process across PID reuse; "" when the process is gone.
+// startTicks is the start time of process pid (with the PID, its identity
+// across PID reuse); "" when the process is gone.
 func startTicks(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return ""
-	}
-	return f[19]
+	st, _ := procfs.StartTime(pid)
+	return st
 }

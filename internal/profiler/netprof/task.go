@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/contprof/contprof/bpf/tcpevents"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // Options configure a network profiling task; zero values take defaults.
@@ -230,8 +231,8 @@ func Start(opts Options) (_ *Task, err error) {
 		RingBufferBytes: 1 << 20,
 		WakeupBytes:     1 << 18,
 	}
-	if dev, ino, init, err := pidNamespace(); err != nil {
-		return nil, err
+	if dev, ino, init, err := procfs.PIDNamespace(); err != nil {
+		return nil, fmt.Errorf("network task: %w", err)
 	} else if !init {
 		cfg.PIDNamespaceDev, cfg.PIDNamespaceIno = dev, ino
 	}
@@ -835,15 +836,4 @@ func privilegeHint(err error) error {
 		return fmt.Errorf("network task: %w (needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN)", err)
 	}
 	return fmt.Errorf("network task: %w", err)
-}
-
-// pidNamespace identifies our PID namespace; init is true for the initial
-// one, where the kernel's PIDs are ours.
-func pidNamespace() (dev, ino uint64, init bool, err error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
-		return 0, 0, false, fmt.Errorf("network task: identify pid namespace: %w", err)
-	}
-	const procPIDInitIno = 0xEFFFFFFC
-	return st.Dev, st.Ino, st.Ino == procPIDInitIno, nil
 }

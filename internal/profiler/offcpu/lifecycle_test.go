@@ -84,7 +84,7 @@ func TestSharedProfiler(t *testing.T) {
 	if !m.Loaded() || loadedPrograms(t) != 2 {
 		t.Fatalf("profiler not loaded while subscriptions are open (%d programs)", loadedPrograms(t))
 	}
-	profiler, _ := m.loader.Loaded()
+	profiler := loaded(t, m)
 	time.Sleep(2 * time.Second)
 	b1, err := sub1.Drain()
 	if err != nil {
@@ -112,7 +112,7 @@ func TestSharedProfiler(t *testing.T) {
 	if err := sub1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if on, err := profiler.objs.IsTarget(uint32(a.PID())); err != nil || !on {
+	if on, err := profiler.IsTarget(a.PID()); err != nil || !on {
 		t.Fatalf("pid left the filter while a subscription is open: %v", err)
 	}
 	if _, err := sub1.Drain(); err != ErrClosed {
@@ -122,7 +122,7 @@ func TestSharedProfiler(t *testing.T) {
 	if b, err := sub2.Drain(); err != nil || b.Total() == 0 {
 		t.Errorf("remaining subscription: %v, %v", err, b)
 	}
-	objs := profiler.objs
+	objs := profiler.k.objs
 	if err := sub2.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestPIDNamespacePath(t *testing.T) {
 	}
 	defer s.Close()
 	var ino uint64
-	if err := s.objs.PidnsIno.Get(&ino); err != nil || ino == 0 {
+	if err := s.k.objs.PidnsIno.Get(&ino); err != nil || ino == 0 {
 		t.Fatalf("namespace path not enabled: ino %d, %v", ino, err)
 	}
 	p := record(t, s, proc.PID(), 300*time.Millisecond, 2*time.Second)
@@ -335,4 +335,14 @@ func TestStartTaskErrors(t *testing.T) {
 	if mgr.Loaded() {
 		t.Error("a task that did not start left the profiler loaded")
 	}
+}
+
+// loaded is the profiler m has loaded now.
+func loaded(t *testing.T, m *Manager) *Profiler {
+	t.Helper()
+	p, ok := m.Profiler()
+	if !ok {
+		t.Fatal("profiler not loaded")
+	}
+	return &Profiler{Profiler: p, k: p.Kernel().(*kernel)}
 }

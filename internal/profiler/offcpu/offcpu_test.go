@@ -333,8 +333,9 @@ func TestMinBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rs := range b.Samples {
-		if rs.Blocks == 0 || time.Duration(rs.Nanoseconds/rs.Blocks) < minBlock {
-			t.Errorf("a stack with %d blocks averaging %v: every counted block must be at least %v", rs.Blocks, time.Duration(rs.Nanoseconds/max(rs.Blocks, 1)), minBlock)
+		v := rs.Value
+		if v.Blocks == 0 || time.Duration(v.Nanoseconds/v.Blocks) < minBlock {
+			t.Errorf("a stack with %d blocks averaging %v: every counted block must be at least %v", v.Blocks, time.Duration(v.Nanoseconds/max(v.Blocks, 1)), minBlock)
 		}
 	}
 	p := b.Profile(sym, nil, nil)
@@ -410,7 +411,7 @@ func TestLongBlockAcrossDrains(t *testing.T) {
 		t.Errorf("wait_short: %v off-CPU, want the %v the thread was blocked, symbolized", got, blocked)
 	}
 	for i := uint32(0); i < 2; i++ {
-		_, stacks := s.objs.Buffer(i)
+		stacks := s.k.buf.Stacks[i]
 		if n := countEntries(t, stacks); n > 8 {
 			t.Errorf("stack map %d holds %d stacks after the drains, want a handful", i, n)
 		}

@@ -258,7 +258,7 @@ func BenchmarkProgramCost(b *testing.B) {
 		if _, st, err = schedPipe(perf, 100000, prof, sym); err != nil {
 			b.Fatal(err)
 		}
-		ps, err := p.objs.SwitchProgram().Stats()
+		ps, err := p.k.objs.SwitchProgram().Stats()
 		if err != nil || ps.RunCount == 0 {
 			b.Fatalf("no run-time statistics: %v", err)
 		}

@@ -297,7 +297,7 @@ func TestSharedSampler(t *testing.T) {
 	if !m.Loaded() {
 		t.Fatal("sampler not loaded while subscriptions are open")
 	}
-	sampler, _ := m.loader.Loaded()
+	sampler := loaded(t, m)
 	time.Sleep(2 * time.Second)
 	b1, err := sub1.Drain()
 	if err != nil {
@@ -323,8 +323,7 @@ func TestSharedSampler(t *testing.T) {
 	if err := sub1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var v uint8
-	if err := sampler.objs.TargetPids.Lookup(uint32(a.PID()), &v); err != nil {
+	if on, err := sampler.IsTarget(a.PID()); err != nil || !on {
 		t.Fatalf("pid left the filter while a subscription is open: %v", err)
 	}
 	if _, err := sub1.Drain(); err != ErrClosed {
@@ -334,7 +333,7 @@ func TestSharedSampler(t *testing.T) {
 	if b, err := sub2.Drain(); err != nil || b.Total() == 0 {
 		t.Errorf("remaining subscription: %v, %d samples", err, b.Total())
 	}
-	filter := sampler.objs.TargetPids
+	filter := sampler.k.objs.TargetPids
 	if err := sub2.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +461,7 @@ func TestPIDNamespacePath(t *testing.T) {
 	}
 	defer s.Close()
 	var ino uint64
-	if err := s.objs.PidnsIno.Get(&ino); err != nil || ino == 0 {
+	if err := s.k.objs.PidnsIno.Get(&ino); err != nil || ino == 0 {
 		t.Fatalf("namespace path not enabled: ino %d, %v", ino, err)
 	}
 	sub, err := s.Add(proc.PID())
@@ -480,4 +479,14 @@ func TestPIDNamespacePath(t *testing.T) {
 	if got := share(p, regexp.MustCompile(`^hot_[ab]$`)); b.Total() < 20 || got < 0.9 {
 		t.Errorf("namespace path: %d samples, %.2f in hot_a/hot_b; want the workload's", b.Total(), got)
 	}
+}
+
+// loaded is the sampler m has loaded now.
+func loaded(t *testing.T, m *Manager) *Sampler {
+	t.Helper()
+	p, ok := m.Profiler()
+	if !ok {
+		t.Fatal("sampler not loaded")
+	}
+	return &Sampler{Profiler: p, k: p.Kernel().(*kernel)}
 }

@@ -247,7 +247,7 @@ func BenchmarkProgramCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ps, err := s.objs.Program().Stats()
+	ps, err := s.k.objs.Program().Stats()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func TestCallersWithoutFramePointers(t *testing.T) {
 	}
 	// The tables are built in the background; the comparison starts once
 	// they are in (samples before use frame pointers).
-	if !s.uw.unw.Wait(proc.PID(), 20*time.Second) {
+	if !s.k.uw.unw.Wait(proc.PID(), 20*time.Second) {
 		t.Fatal("unwind tables not built within 20s")
 	}
 	sub.Drain()
@@ -195,7 +195,7 @@ func TestDeepStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.uw.unw.Wait(proc.PID(), 20*time.Second)
+		s.k.uw.unw.Wait(proc.PID(), 20*time.Second)
 		sub.Drain()
 		time.Sleep(2 * time.Second)
 		b, err := sub.Drain()

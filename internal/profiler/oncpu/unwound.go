@@ -5,46 +5,57 @@ package oncpu
 import (
 	"errors"
 	"os"
+	"sync"
 
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/unwind"
 )
 
-// unwinding is the part of a Sampler that reads stack snapshots from the
+// unwinding is the part of the sampler that reads stack snapshots from the
 // ring buffer and unwinds them in user space (Options.FramePointersOnly
-// unset). Samples are counted in pending until the next collection.
+// unset): it produces the samples' user stacks for the runtime. Samples are
+// counted in pending until the next collection.
 type unwinding struct {
-	unw     *unwind.Unwinder
-	rd      *ringbuf.Reader
-	done    chan struct{}
-	pending map[uint32]map[string]*RawSample // guarded by Sampler.mu
+	p    *stackprof.Profiler[Count]
+	unw  *unwind.Unwinder
+	rd   *ringbuf.Reader
+	done chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint32]map[string]*unwound
 }
 
-func (s *Sampler) startUnwinding() error {
-	rd, err := ringbuf.NewReader(s.objs.Events)
+type unwound struct {
+	st stackprof.Stack
+	n  Count
+}
+
+func (k *kernel) startUnwinding(p *stackprof.Profiler[Count], maxFrames int) error {
+	rd, err := ringbuf.NewReader(k.objs.Events)
 	if err != nil {
 		return err
 	}
-	s.uw = &unwinding{
-		unw:     unwind.New(unwind.Options{MaxFrames: s.maxFrames}),
+	k.uw = &unwinding{
+		p:       p,
+		unw:     unwind.New(unwind.Options{MaxFrames: maxFrames}),
 		rd:      rd,
 		done:    make(chan struct{}),
-		pending: map[uint32]map[string]*RawSample{},
+		pending: map[uint32]map[string]*unwound{},
 	}
-	go s.readEvents(s.uw)
+	go k.uw.read()
 	return nil
 }
 
-// stop ends the reader and the unwinder. Called without s.mu held: the
-// reader may be waiting for it.
+// stop ends the reader and the unwinder.
 func (uw *unwinding) stop() error {
 	err := uw.rd.Close()
 	<-uw.done
 	return errors.Join(err, uw.unw.Close())
 }
 
-func (s *Sampler) readEvents(uw *unwinding) {
+func (uw *unwinding) read() {
 	defer close(uw.done)
 	var rec ringbuf.Record
 	for {
@@ -55,67 +66,46 @@ func (s *Sampler) readEvents(uw *unwinding) {
 			continue
 		}
 		ev, err := unwind.DecodeStackEvent(rec.RawSample)
-		if err != nil {
+		if err != nil || !uw.p.Wants(ev.PID) {
 			continue
 		}
-		if !s.lockOpen() {
-			return
-		}
-		wanted := len(s.subs[ev.PID]) > 0
-		s.mu.Unlock()
-		if !wanted {
-			continue
-		}
-		var user []uint64
-		truncated := false
+		st := stackprof.Stack{Kernel: ev.Kernel, KernelLost: ev.KernelErr}
 		if !ev.NoUser {
-			st := uw.unw.Unwind(int(ev.PID), &ev.User)
-			user, truncated = st.PCs, st.Truncated
+			u := uw.unw.Unwind(int(ev.PID), &ev.User)
+			st.User, st.Truncated = u.PCs, u.Truncated
 		}
-		key := stackKey(user, ev.Kernel, false)
-		if truncated {
-			key += "T"
-		}
-		if !s.lockOpen() {
-			return
-		}
+		key := st.Key()
+		uw.mu.Lock()
 		acc := uw.pending[ev.PID]
 		if acc == nil {
-			acc = map[string]*RawSample{}
+			acc = map[string]*unwound{}
 			uw.pending[ev.PID] = acc
 		}
-		if rs := acc[key]; rs != nil {
-			rs.Count++
+		if u := acc[key]; u != nil {
+			u.n++
 		} else {
-			acc[key] = &RawSample{User: user, Kernel: ev.Kernel, KernelLost: ev.KernelErr, Truncated: truncated, Count: 1}
+			acc[key] = &unwound{st: st, n: 1}
 		}
-		s.mu.Unlock()
+		uw.mu.Unlock()
 	}
 }
 
-// lockOpen locks s.mu unless the sampler is closed.
-func (s *Sampler) lockOpen() bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	return true
-}
-
-// collectUnwoundLocked hands the pending samples to the subscribers.
-func (s *Sampler) collectUnwoundLocked() {
-	for pid, acc := range s.uw.pending {
-		for key, rs := range acc {
-			for _, sub := range s.subs[pid] {
-				if cur := sub.acc[key]; cur != nil {
-					cur.Count += rs.Count
-				} else {
-					cp := *rs
-					sub.acc[key] = &cp
-				}
-			}
+// collect hands the pending samples to the subscribers.
+func (uw *unwinding) collect(c *stackprof.Collection[Count]) {
+	uw.mu.Lock()
+	pending := uw.pending
+	uw.pending = map[uint32]map[string]*unwound{}
+	uw.mu.Unlock()
+	for pid, acc := range pending {
+		for _, u := range acc {
+			c.Add(pid, u.st, u.n)
 		}
 	}
-	s.uw.pending = map[uint32]map[string]*RawSample{}
+}
+
+func (uw *unwinding) forget(tgid uint32) {
+	uw.unw.Forget(int(tgid))
+	uw.mu.Lock()
+	delete(uw.pending, tgid)
+	uw.mu.Unlock()
 }

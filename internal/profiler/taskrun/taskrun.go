@@ -8,9 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 const (
@@ -46,7 +46,7 @@ func New(target string, pid int, duration, reportInterval time.Duration) (*Loop,
 	if pid <= 0 || pid > 1<<22 {
 		return nil, fmt.Errorf("%s pid: %d is not a valid process id", target, pid)
 	}
-	st, err := StartTime(pid)
+	st, err := procfs.StartTime(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%s: process %d: %w", target, pid, err)
 	}
@@ -82,36 +82,9 @@ func (l *Loop) Run(ctx context.Context, flush func(final bool) error) error {
 				return err
 			}
 		case <-poll.C:
-			if st, err := StartTime(l.pid); err != nil || st != l.startTime {
+			if st, err := procfs.StartTime(l.pid); err != nil || st != l.startTime {
 				return flush(true) // exited (or the PID was reused)
 			}
 		}
 	}
-}
-
-// StartTime returns field 22 of /proc/PID/stat (start time in clock ticks
-// since boot), which with the PID identifies a process. A zombie counts as
-// exited.
-func StartTime(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", errors.New("no such process")
-		}
-		return "", err
-	}
-	// The command name (field 2) may hold spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return "", errors.New("malformed /proc/PID/stat")
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return "", errors.New("malformed /proc/PID/stat")
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
-		return "", errors.New("process has exited")
-	}
-	return fields[19], nil
 }

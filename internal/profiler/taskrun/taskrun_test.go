@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 )
@@ -29,16 +28,6 @@ func TestNewErrors(t *testing.T) {
 	l, err := New("on_cpu", os.Getpid(), 0, 0)
 	if err != nil || l.ReportInterval() != DefaultReportInterval {
 		t.Errorf("defaults: %v, %v", l, err)
-	}
-}
-
-func TestStartTime(t *testing.T) {
-	a, err := StartTime(os.Getpid())
-	if err != nil || a == "" || strings.ContainsAny(a, " )") {
-		t.Fatalf("StartTime(self) = %q, %v", a, err)
-	}
-	if _, err := StartTime(1 << 22); err == nil {
-		t.Error("StartTime of a missing process succeeded")
 	}
 }
 

@@ -1,0 +1,371 @@
+//go:build linux
+
+// Package oncpu is the on-CPU event source of the profiler runtime
+// (internal/profiler/stackprof): one CPU-clock perf event per CPU running
+// the BPF program of bpf/oncpu, which counts the stacks of target
+// processes. The runtime owns the PID filter, subscriptions, draining and
+// the profile; this package owns the sampling itself.
+package oncpu
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	oncpubpf "github.com/contprof/contprof/bpf/oncpu"
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/stackprof"
+	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/profiler/taskrun"
+)
+
+// Target is the task target this source serves; it prefixes errors.
+const Target = "on_cpu"
+
+// Options configure a Sampler; zero values take the defaults.
+type Options struct {
+	// Frequency is the sampling frequency per CPU in Hz; default 99.
+	Frequency int
+	// StackEntries sizes each of the two stack maps; default 8192. An
+	// entry holds 127 frames (about 1 KiB of kernel memory), so the default
+	// costs about 17 MiB while the sampler is loaded.
+	StackEntries int
+	// CountEntries sizes each of the two counts maps; default 8192.
+	CountEntries int
+	// MaxPIDs is how many processes can be profiled at once; default 1024.
+	MaxPIDs int
+	// FramePointersOnly makes the kernel walk user stacks by frame
+	// pointer (bpf_get_stackid), as before unwinding: cheaper, but code
+	// built without frame pointers loses its callers.
+	FramePointersOnly bool
+	// MaxFrames is the most user frames of an unwound stack; default 127.
+	MaxFrames int
+	// EventBytes sizes the ring buffer of stack snapshots; default 4 MiB.
+	EventBytes int
+
+	// forcePIDNamespace makes the program translate PIDs through the
+	// namespace helper even in the initial namespace (tests).
+	forcePIDNamespace bool
+}
+
+// DefaultFrequency is the default sampling frequency, off the common 100 Hz
+// so that sampling does not run in lockstep with periodic work.
+const DefaultFrequency = 99
+
+const maxFrequency = 10000
+
+func (o *Options) validate() error {
+	if o.Frequency == 0 {
+		o.Frequency = DefaultFrequency
+	}
+	if o.Frequency < 1 || o.Frequency > maxFrequency {
+		return fmt.Errorf("on_cpu frequency: %d Hz is out of range [1, %d]", o.Frequency, maxFrequency)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"stack_entries", &o.StackEntries, 8192}, {"count_entries", &o.CountEntries, 8192}, {"max_pids", &o.MaxPIDs, 1024}, {"max_frames", &o.MaxFrames, 127}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 1 || *f.v > 1<<20 {
+			return fmt.Errorf("on_cpu %s: %d is out of range [1, %d]", f.name, *f.v, 1<<20)
+		}
+	}
+	if o.EventBytes == 0 {
+		o.EventBytes = 4 << 20
+	}
+	return nil
+}
+
+// Count is the value the sampler counts per stack: samples.
+type Count uint64
+
+// Add implements stackprof.Value.
+func (c Count) Add(o Count) Count { return c + o }
+
+// Weight implements stackprof.Value.
+func (c Count) Weight() uint64 { return uint64(c) }
+
+// The runtime's types for this source.
+type (
+	Subscription = stackprof.Subscription[Count]
+	Batch        = stackprof.Batch[Count]
+	RawSample    = stackprof.RawSample[Count]
+	Task         = taskrun.Task
+	TaskRun      = taskrun.Run
+)
+
+// ErrClosed is returned by operations on a closed Sampler or Subscription.
+var ErrClosed = stackprof.ErrClosed
+
+// Sampler is a loaded, attached on-CPU sampler. Any number of
+// Subscriptions (tasks) share it; each names one process.
+type Sampler struct {
+	*stackprof.Profiler[Count]
+	freq int
+	k    *kernel
+}
+
+// kernel is the sampler's side in the kernel.
+type kernel struct {
+	objs   *oncpubpf.Objects
+	links  []link.Link
+	events []int // perf event fds
+	buf    stackprof.Buffers
+	uw     *unwinding // nil: frame pointers only
+}
+
+// Open loads the BPF program and attaches it to a CPU-clock perf event on
+// every online CPU. Nothing is sampled until a process is added.
+func Open(opts Options) (_ *Sampler, err error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.EventBytes&(opts.EventBytes-1) != 0 || opts.EventBytes < 64<<10 {
+		return nil, fmt.Errorf("on_cpu event_bytes: %d is not a power of two of at least 64 KiB", opts.EventBytes)
+	}
+	setup, err := stackprof.NewSetup(Target, opts.forcePIDNamespace)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := oncpubpf.Load(oncpubpf.Config{
+		StackEntries:    uint32(opts.StackEntries),
+		CountEntries:    uint32(opts.CountEntries),
+		FilterWords:     setup.FilterWords,
+		PIDNamespaceDev: setup.PIDNamespaceDev,
+		PIDNamespaceIno: setup.PIDNamespaceIno,
+		Unwind:          !opts.FramePointersOnly,
+		EventBytes:      uint32(opts.EventBytes),
+	})
+	if err != nil {
+		return nil, privilegeHint(err)
+	}
+	k := &kernel{objs: objs, buf: stackprof.Buffers{
+		Counts: [2]*ebpf.Map{objs.Counts0, objs.Counts1},
+		Stacks: [2]*ebpf.Map{objs.Stacks0, objs.Stacks1},
+		Active: objs.ActiveBuf,
+	}}
+	defer func() {
+		if err != nil {
+			_ = k.Close()
+		}
+	}()
+	p := stackprof.New[Count](stackprof.Config{Name: Target, Kind: profiles.OnCPU(opts.Frequency), MaxPIDs: opts.MaxPIDs}, setup, k)
+	if !opts.FramePointersOnly {
+		if err := k.startUnwinding(p, opts.MaxFrames); err != nil {
+			return nil, fmt.Errorf("on_cpu: read stack snapshots: %w", err)
+		}
+	}
+	if err := k.attach(opts.Frequency); err != nil {
+		return nil, err
+	}
+	return &Sampler{Profiler: p, freq: opts.Frequency, k: k}, nil
+}
+
+// attach opens a CPU-clock perf event on every online CPU and attaches the
+// program to it.
+func (k *kernel) attach(freq int) error {
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return err
+	}
+	for _, cpu := range cpus {
+		attr := unix.PerfEventAttr{
+			Type:   unix.PERF_TYPE_SOFTWARE,
+			Config: unix.PERF_COUNT_SW_CPU_CLOCK,
+			Size:   uint32(binary.Size(unix.PerfEventAttr{})),
+			Sample: uint64(freq),
+			Bits:   unix.PerfBitFreq,
+		}
+		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			return privilegeHint(fmt.Errorf("perf_event_open(cpu-clock, cpu %d): %w", cpu, err))
+		}
+		k.events = append(k.events, fd)
+		prog := k.objs.Program()
+		l, err := link.AttachRawLink(link.RawLinkOptions{Target: fd, Program: prog, Attach: ebpf.AttachPerfEvent})
+		if err != nil {
+			if !errors.Is(err, ebpf.ErrNotSupported) {
+				return fmt.Errorf("attach on-CPU program to cpu %d: %w", cpu, err)
+			}
+			// Kernels before 5.15 have no BPF link for perf events.
+			if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_BPF, prog.FD()); err != nil {
+				return fmt.Errorf("attach on-CPU program to cpu %d: %w", cpu, err)
+			}
+			if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+				return fmt.Errorf("enable perf event on cpu %d: %w", cpu, err)
+			}
+			continue
+		}
+		k.links = append(k.links, l)
+	}
+	return nil
+}
+
+func (k *kernel) Filter() *ebpf.Map { return k.objs.TargetPids }
+
+// Collect counts every sample since the previous collection: unwound in
+// user space from stack snapshots, or with FramePointersOnly the stack ids
+// bpf_get_stackid recorded.
+func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
+	if k.uw != nil {
+		k.uw.collect(c)
+		return nil
+	}
+	old, err := k.buf.Flip()
+	if err != nil {
+		return err
+	}
+	err = stackprof.Drain(k.buf.Counts[old], func(key *oncpubpf.SampleKey, n *uint64) {
+		if !c.Wants(key.Pid) {
+			return
+		}
+		c.Add(key.Pid, stackprof.Stack{
+			User:       k.buf.Stack(old, key.UserStackId),
+			Kernel:     k.buf.Stack(old, key.KernelStackId),
+			UserLost:   key.UserStackId < 0,
+			KernelLost: key.KernelStackId < 0 && key.KernelStackId != -int32(syscall.EFAULT),
+		}, Count(*n))
+	})
+	// Empty the stack map, including stacks whose count was dropped.
+	k.buf.ClearStacks(old, nil)
+	return err
+}
+
+func (k *kernel) Added(tgid uint32) {
+	if k.uw != nil {
+		// Tables are built in the background: the task does not wait.
+		_ = k.uw.unw.Add(int(tgid))
+	}
+}
+
+func (k *kernel) Forget(tgid uint32) {
+	if k.uw != nil {
+		k.uw.forget(tgid)
+	}
+}
+
+func (k *kernel) Close() error {
+	var errs []error
+	if k.uw != nil {
+		errs = append(errs, k.uw.stop())
+	}
+	for _, l := range k.links {
+		errs = append(errs, l.Close())
+	}
+	for _, fd := range k.events {
+		errs = append(errs, unix.Close(fd))
+	}
+	errs = append(errs, k.objs.Close())
+	k.links, k.events = nil, nil
+	return errors.Join(errs...)
+}
+
+// Frequency is the sampling frequency in Hz.
+func (s *Sampler) Frequency() int { return s.freq }
+
+// Stats are sampler-wide totals since Open.
+type Stats struct {
+	Samples          uint64 // samples of target processes
+	UserStacksLost   uint64 // user stack not recorded (map full or collision)
+	KernelStacksLost uint64
+	SamplesLost      uint64 // count map full
+}
+
+// Stats reads the sampler-wide counters; a growing UserStacksLost or
+// SamplesLost means the maps are too small.
+func (s *Sampler) Stats() (Stats, error) {
+	var v []uint64
+	err := s.Locked(func() (err error) {
+		v, err = stackprof.SumPerCPU(s.k.objs.Stats, oncpubpf.NumStats)
+		return err
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("on_cpu: %w", err)
+	}
+	return Stats{
+		Samples:          v[oncpubpf.StatSamples],
+		UserStacksLost:   v[oncpubpf.StatUserStackLost],
+		KernelStacksLost: v[oncpubpf.StatKernelStackLost],
+		SamplesLost:      v[oncpubpf.StatCountLost] + v[oncpubpf.StatEventLost],
+	}, nil
+}
+
+// Manager loads the sampler when the first process is added and unloads it
+// when the last subscription closes, so that nothing runs in the kernel
+// while no on-CPU task does. It is safe for concurrent use.
+type Manager struct {
+	*stackprof.Manager[Count]
+	opts Options
+}
+
+// NewManager returns a Manager; opts are checked now so that a bad
+// configuration is reported at start, not at the first task.
+func NewManager(opts Options) (*Manager, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &Manager{opts: opts, Manager: stackprof.NewManager(Target, func() (*stackprof.Profiler[Count], error) {
+		s, err := Open(opts)
+		if err != nil {
+			return nil, err
+		}
+		return s.Profiler, nil
+	})}, nil
+}
+
+// Frequency is the sampling frequency in Hz.
+func (m *Manager) Frequency() int { return m.opts.Frequency }
+
+// StartTask starts sampling t.PID. An error means the task did not start.
+func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {
+	return mgr.StartTask(sym, t)
+}
+
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, fmt.Errorf("on_cpu: list online CPUs: %w", err)
+	}
+	return parseCPUList(strings.TrimSpace(string(b)))
+}
+
+// parseCPUList parses "0-3,5,7-8".
+func parseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
+	}
+	return cpus, nil
+}
+
+func privilegeHint(err error) error { return stackprof.PrivilegeHint(err, "on-CPU profiling") }

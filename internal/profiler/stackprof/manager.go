@@ -1,0 +1,67 @@
+//go:build linux
+
+package stackprof
+
+import (
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/lazyload"
+	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/profiler/taskrun"
+)
+
+// Manager loads a profiler when the first process is added and unloads it
+// when the last subscription closes, so that nothing runs in the kernel
+// while no task needs it. It is safe for concurrent use.
+type Manager[V Value[V]] struct {
+	name   string
+	loader *lazyload.Loader[*Profiler[V]]
+}
+
+// NewManager returns a Manager that loads with open; name is the task
+// target it serves ("on_cpu").
+func NewManager[V Value[V]](name string, open func() (*Profiler[V], error)) *Manager[V] {
+	return &Manager[V]{name: name, loader: lazyload.New(open, (*Profiler[V]).idle)}
+}
+
+// Acquire starts recording pid for a new subscriber, loading the profiler
+// if it is not loaded.
+func (m *Manager[V]) Acquire(pid int) (*Subscription[V], error) {
+	var sub *Subscription[V]
+	err := m.loader.Use(func(p *Profiler[V]) (err error) {
+		sub, err = p.Add(pid)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sub.release = m.loader.Release
+	return sub, nil
+}
+
+// Loaded reports whether the profiler is in the kernel now.
+func (m *Manager[V]) Loaded() bool {
+	_, ok := m.loader.Loaded()
+	return ok
+}
+
+// Profiler is the loaded profiler, if any.
+func (m *Manager[V]) Profiler() (*Profiler[V], bool) { return m.loader.Loaded() }
+
+// Close unloads the profiler; open subscriptions return ErrClosed.
+func (m *Manager[V]) Close() error { return m.loader.Close() }
+
+// StartTask starts a task on t.PID: a profile every report interval and a
+// final one (from DrainFinal) at the end. An error means it did not start.
+func (m *Manager[V]) StartTask(sym *symbolize.Symbolizer, t taskrun.Task) (*taskrun.Run, error) {
+	return taskrun.Start(m.name, sym, t, m.Acquire, func(sub *Subscription[V], final bool) (*profiles.Profile, error) {
+		drain := sub.Drain
+		if final {
+			drain = sub.DrainFinal
+		}
+		b, err := drain()
+		if b == nil || len(b.Samples) == 0 {
+			return nil, err
+		}
+		return b.Profile(sym, t.Resource, t.Attributes), err
+	})
+}

@@ -1,0 +1,50 @@
+//go:build linux
+
+package stackprof
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
+)
+
+// Setup is what a source needs before it loads its programs.
+type Setup struct {
+	// PIDMax is the kernel's pid_max; FilterWords sizes the target_pids
+	// bitmap to cover every PID below it.
+	PIDMax, FilterWords uint32
+	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
+	// namespace; zero in the initial namespace (the fast path).
+	PIDNamespaceDev, PIDNamespaceIno uint64
+}
+
+// NewSetup reads pid_max and the PID namespace; name prefixes errors.
+// forceNamespace sets the namespace even in the initial one (tests of the
+// translation path).
+func NewSetup(name string, forceNamespace bool) (Setup, error) {
+	pidMax, err := procfs.PIDMax()
+	if err != nil {
+		return Setup{}, fmt.Errorf("%s: %w", name, err)
+	}
+	s := Setup{PIDMax: pidMax, FilterWords: (pidMax + 63) / 64}
+	dev, ino, init, err := procfs.PIDNamespace()
+	if err != nil {
+		return Setup{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if !init || forceNamespace {
+		s.PIDNamespaceDev, s.PIDNamespaceIno = dev, ino
+	}
+	return s, nil
+}
+
+// PrivilegeHint names what is missing when the kernel refuses; what is the
+// feature ("on-CPU profiling").
+func PrivilegeHint(err error, what string) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (%s needs root or CAP_BPF+CAP_PERFMON)", err, what)
+	}
+	return err
+}
