@@ -15,6 +15,7 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/output/flame"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/jit"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
 	"github.com/contprof/contprof/internal/profiler/privilege"
@@ -38,6 +39,8 @@ type executor struct {
 	oncpu  *oncpu.Manager
 	offcpu *offcpu.Manager
 	sym    *symbolize.Symbolizer
+	// jit names JIT frames of a task's process (HotSpot attach, perf maps).
+	jit *jit.Manager
 
 	wg sync.WaitGroup
 }
@@ -52,12 +55,17 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ct
 	if err != nil {
 		return nil, fmt.Errorf("profiling.off_cpu: %w", err)
 	}
-	e := &executor{r: r, host: host, stopCtx: ctx, oncpu: mgr, offcpu: offMgr, sym: symbolize.New(symbolize.Options{})}
+	sym := symbolize.New(symbolize.Options{})
+	e := &executor{
+		r: r, host: host, stopCtx: ctx, oncpu: mgr, offcpu: offMgr, sym: sym,
+		jit: jit.NewManager(jit.Options{Symbolizer: sym, Logger: r.logger}),
+	}
 	unregister := ctrl.RegisterExecutor(e)
 	return func() {
 		unregister()
 		// The caller cancelled ctx: every task ends and emits what it has.
 		e.wg.Wait()
+		e.jit.Wait()
 		_ = e.oncpu.Close()
 		_ = e.offcpu.Close()
 	}, nil
@@ -108,8 +116,15 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 		e.reportStartFailure(t, err)
 		return err
 	}
+	// Only a task's process is prepared for its JIT runtime (a JVM is
+	// attached to), never a process that is just monitored.
+	js := e.jit.Start(proc.PID)
 	e.launch(ctx, sink, func(ctx context.Context) error {
-		return run.Run(ctx, func(p *profiles.Profile) { e.emit(t, p, sink) })
+		defer js.Close()
+		return run.Run(ctx, func(p *profiles.Profile) {
+			js.Annotate(p)
+			e.emit(t, p, sink)
+		})
 	})
 	return nil
 }

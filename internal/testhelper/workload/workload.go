@@ -30,7 +30,7 @@ func Dir(t testing.TB) string {
 func BuildC(t testing.TB, name string, extra ...string) string {
 	t.Helper()
 	src := filepath.Join(Dir(t), name)
-	out := filepath.Join(t.TempDir(), strings.TrimSuffix(name, filepath.Ext(name)))
+	out := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(name), filepath.Ext(name)))
 	args := append([]string{"-O2", "-fno-omit-frame-pointer"}, extra...)
 	args = append(args, "-o", out, src)
 	run(t, exec.Command(compiler(name), args...))
