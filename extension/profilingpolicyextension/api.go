@@ -2,17 +2,20 @@ package profilingpolicyextension // import "github.com/contprof/contprof/extensi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/ui"
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/policysource"
@@ -24,41 +27,62 @@ import (
 // without one.
 const defaultManualDuration = time.Minute
 
+// manualStartWait bounds how long POST /api/v1/tasks waits for its tasks
+// to start, so that it answers with running tasks or why they failed.
+const manualStartWait = 10 * time.Second
+
+// route is one endpoint of the API.
+type route struct {
+	method, path string
+	handle       http.HandlerFunc
+}
+
+func (e *profilingPolicy) routes() []route {
+	return []route{
+		{http.MethodGet, "/api/v1/policies", e.getPolicies},
+		{http.MethodGet, "/api/v1/processes", e.getProcesses},
+		{http.MethodGet, "/api/v1/tasks", e.getTasks},
+		{http.MethodPost, "/api/v1/tasks", e.postTask},
+		{http.MethodGet, "/api/v1/tasks/{id}", e.getTask},
+		{http.MethodGet, "/api/v1/tasks/{id}/profile", e.getProfile},
+		{http.MethodPost, "/api/v1/tasks/{id}/cancel", e.cancelTask},
+		{http.MethodGet, "/api/v1/status", e.getStatus},
+	}
+}
+
+// handler routes with ServeMux method patterns ("GET /api/v1/tasks/{id}",
+// which also serves HEAD). The mux's own 404 and 405 answers are plain
+// text; a pattern without a method on each path (less specific, so it
+// only gets the other methods) and "/" answer them as JSON instead.
 func (e *profilingPolicy) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/policies", methods(map[string]http.HandlerFunc{http.MethodGet: e.getPolicies}))
-	mux.HandleFunc("/api/v1/processes", methods(map[string]http.HandlerFunc{http.MethodGet: e.getProcesses}))
-	mux.HandleFunc("/api/v1/tasks", methods(map[string]http.HandlerFunc{http.MethodGet: e.getTasks, http.MethodPost: e.postTask}))
-	mux.HandleFunc("/api/v1/tasks/{id}", methods(map[string]http.HandlerFunc{http.MethodGet: e.getTask}))
-	mux.HandleFunc("/api/v1/tasks/{id}/profile", methods(map[string]http.HandlerFunc{http.MethodGet: e.getProfile}))
-	mux.HandleFunc("/api/v1/tasks/{id}/cancel", methods(map[string]http.HandlerFunc{http.MethodPost: e.cancelTask}))
-	e.registerStatus(mux)
-	e.registerUI(mux)
+	allowed := map[string][]string{}
+	var paths []string
+	for _, r := range append(e.routes(), e.uiRoutes()...) {
+		mux.HandleFunc(r.method+" "+r.path, r.handle)
+		if allowed[r.path] == nil {
+			paths = append(paths, r.path)
+		}
+		allowed[r.path] = append(allowed[r.path], r.method)
+	}
+	for _, p := range paths {
+		mux.HandleFunc(p, methodNotAllowed(allowed[p]))
+	}
+	ui.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (see /api/v1/policies, /api/v1/processes, /api/v1/tasks)")
 	})
 	return mux
 }
 
-// methods dispatches by method and answers others with a JSON 405.
-func methods(hs map[string]http.HandlerFunc) http.HandlerFunc {
-	allowed := make([]string, 0, len(hs))
-	for m := range hs {
-		allowed = append(allowed, m)
-	}
-	sort.Strings(allowed)
-	allow := strings.Join(allowed, ", ")
+// methodNotAllowed answers a method no route of the path takes with a
+// JSON 405.
+func methodNotAllowed(methods []string) http.HandlerFunc {
+	methods = slices.Sorted(slices.Values(methods))
+	allow := strings.Join(methods, ", ")
 	return func(w http.ResponseWriter, r *http.Request) {
-		h, ok := hs[r.Method]
-		if !ok && r.Method == http.MethodHead {
-			h, ok = hs[http.MethodGet]
-		}
-		if !ok {
-			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
-			return
-		}
-		h(w, r)
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 	}
 }
 
@@ -248,7 +272,11 @@ func (e *profilingPolicy) getProfile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
 		return
 	}
-	data, ok := e.tasks.Profile(id)
+	data, ok, err := e.tasks.Profile(id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("task %q's profile: %v", id, err))
+		return
+	}
 	if !ok {
 		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
 		if t.Profile.Dropped {
@@ -346,23 +374,30 @@ func (e *profilingPolicy) postTask(w http.ResponseWriter, r *http.Request) {
 	}
 
 	resp := postTaskResponse{Tasks: []taskView{}}
+	var accepted []string
 	for _, g := range groups {
 		id, err := e.tasks.RequestTask(control.TaskRequest{
 			Target: body.Target, Duration: duration, Processes: g, Manual: true,
 		})
 		if err != nil {
-			rv := refusalView{Process: g[0], Reason: err.Error()}
-			var re *control.RefusedError
-			if errors.As(err, &re) {
-				rv.Reason = re.Reason
-				if !re.Until.IsZero() {
-					rv.Until = &re.Until
-				}
-			}
-			resp.Refused = append(resp.Refused, rv)
+			resp.Refused = append(resp.Refused, refusal(g[0], err))
 			continue
 		}
-		if t, ok := e.tasks.Task(id); ok {
+		accepted = append(accepted, id)
+	}
+	// The tasks start on the executor's goroutines, side by side; answer
+	// with how that went.
+	ctx, cancel := context.WithTimeout(r.Context(), manualStartWait)
+	defer cancel()
+	for _, id := range accepted {
+		t, err := e.tasks.WaitStarted(ctx, id)
+		switch {
+		case err != nil:
+			continue // left the history meanwhile
+		case t.State == taskcontrol.StateFailed && t.Started.IsZero():
+			reason := fmt.Sprintf("task %s did not start: %s", id, strings.TrimPrefix(t.Error, "start: "))
+			resp.Refused = append(resp.Refused, refusalView{Process: t.Processes[0], Reason: reason})
+		default:
 			resp.Tasks = append(resp.Tasks, newTaskView(t))
 		}
 	}
@@ -375,6 +410,19 @@ func (e *profilingPolicy) postTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, resp)
+}
+
+// refusal describes why a request for the processes led by p was refused.
+func refusal(p control.Process, err error) refusalView {
+	rv := refusalView{Process: p, Reason: err.Error()}
+	var re *control.RefusedError
+	if errors.As(err, &re) {
+		rv.Reason = re.Reason
+		if !re.Until.IsZero() {
+			rv.Until = &re.Until
+		}
+	}
+	return rv
 }
 
 // group makes one request per process for on_cpu/off_cpu and one per

@@ -16,12 +16,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/policysource"
 	"github.com/contprof/contprof/internal/control/taskcontrol"
 )
 
-// profilingPolicy is the extension; it implements control.Controller.
+// profilingPolicy is the extension; it implements the control plane's
+// interfaces (package control and dispatch.Registry).
 type profilingPolicy struct {
 	cfg    *Config
 	set    extension.Settings
@@ -58,8 +60,12 @@ type profilingPolicy struct {
 type viewEntry struct{ v control.ProcessView }
 
 var (
-	_ extension.Extension = (*profilingPolicy)(nil)
-	_ control.Controller  = (*profilingPolicy)(nil)
+	_ extension.Extension         = (*profilingPolicy)(nil)
+	_ control.PolicyReader        = (*profilingPolicy)(nil)
+	_ control.PolicySubscriber    = (*profilingPolicy)(nil)
+	_ control.Scheduler           = (*profilingPolicy)(nil)
+	_ control.ProcessViewRegistry = (*profilingPolicy)(nil)
+	_ dispatch.Registry           = (*profilingPolicy)(nil)
 )
 
 func newExtension(cfg *Config, set extension.Settings) (*profilingPolicy, error) {
@@ -241,10 +247,10 @@ func (e *profilingPolicy) reportStatusLocked(force bool) {
 	}
 }
 
-// Policies implements control.Controller.
+// Policies implements control.PolicyReader.
 func (e *profilingPolicy) Policies() *policy.Set { return e.current.Load() }
 
-// Subscribe implements control.Controller. fn runs with updates serialized
+// Subscribe implements control.PolicySubscriber. fn runs with updates serialized
 // and must not call Subscribe or unsubscribe itself.
 func (e *profilingPolicy) Subscribe(fn func(*policy.Set)) func() {
 	e.updateMu.Lock()
@@ -263,13 +269,13 @@ func (e *profilingPolicy) Subscribe(fn func(*policy.Set)) func() {
 	}
 }
 
-// RequestTask implements control.Controller.
+// RequestTask implements control.Scheduler.
 func (e *profilingPolicy) RequestTask(req control.TaskRequest) (string, error) {
 	return e.tasks.RequestTask(req)
 }
 
-// RegisterExecutor implements control.Controller.
-func (e *profilingPolicy) RegisterExecutor(x control.Executor) func() {
+// RegisterExecutor implements dispatch.Registry.
+func (e *profilingPolicy) RegisterExecutor(x dispatch.Executor) func() {
 	untrack := e.trackReporter(x)
 	unregister := e.tasks.RegisterExecutor(x)
 	return func() {
@@ -278,7 +284,7 @@ func (e *profilingPolicy) RegisterExecutor(x control.Executor) func() {
 	}
 }
 
-// RegisterProcessView implements control.Controller.
+// RegisterProcessView implements control.ProcessViewRegistry.
 func (e *profilingPolicy) RegisterProcessView(v control.ProcessView) func() {
 	entry := &viewEntry{v: v}
 	e.viewsMu.Lock()

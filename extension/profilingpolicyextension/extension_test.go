@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/policysource"
 )
@@ -215,12 +216,15 @@ func TestNoAPI(t *testing.T) {
 	}
 }
 
-func TestFindController(t *testing.T) {
+// The components find the extension by the narrow interfaces they use.
+func TestFindControlPlane(t *testing.T) {
 	e := startExtension(t, testConfig(), nil)
 	host := &statusHost{exts: map[component.ID]component.Component{component.NewID(component.MustNewType("profilingpolicy")): e}}
-	c, err := control.FindController(host, component.ID{})
-	if err != nil || c != control.Controller(e) {
-		t.Fatalf("%v %v", c, err)
+	if s, err := control.Find[control.Scheduler](host, component.ID{}); err != nil || s != control.Scheduler(e) {
+		t.Fatalf("scheduler: %v %v", s, err)
+	}
+	if r, err := control.Find[dispatch.Registry](host, component.ID{}); err != nil || r != dispatch.Registry(e) {
+		t.Fatalf("executor registry: %v %v", r, err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/config/configauth"
@@ -18,7 +17,9 @@ import (
 
 	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/metadata"
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // statusHost is a Collector host that records status events and offers
@@ -99,26 +100,27 @@ func eventually(t *testing.T, what string, cond func() bool) {
 type executor struct {
 	mu      sync.Mutex
 	started []control.Task
-	sinks   map[string]control.TaskSink
+	sinks   map[string]dispatch.Sink
 	ctxs    map[string]context.Context
 }
 
 func newExecutor() *executor {
-	return &executor{sinks: map[string]control.TaskSink{}, ctxs: map[string]context.Context{}}
+	return &executor{sinks: map[string]dispatch.Sink{}, ctxs: map[string]context.Context{}}
 }
 
 func (x *executor) Targets() []policy.Target { return policy.Targets }
 
-func (x *executor) StartTask(ctx context.Context, t control.Task, s control.TaskSink) error {
+func (x *executor) StartTask(ctx context.Context, t control.Task, s dispatch.Sink) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.started = append(x.started, t)
 	x.sinks[t.ID] = s
 	x.ctxs[t.ID] = ctx
+	s.Started()
 	return nil
 }
 
-func (x *executor) sink(id string) control.TaskSink {
+func (x *executor) sink(id string) dispatch.Sink {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.sinks[id]
@@ -128,18 +130,13 @@ type staticView []control.ProcessStatus
 
 func (v staticView) Processes() []control.ProcessStatus { return v }
 
-func testProfile(samples int64) *profile.Profile {
-	fn := &profile.Function{ID: 1, Name: "main.work"}
-	m := &profile.Mapping{ID: 1, Start: 0x400000, Limit: 0x500000, File: "/bin/app"}
-	loc := &profile.Location{ID: 1, Mapping: m, Address: 0x401000, Line: []profile.Line{{Function: fn}}}
-	return &profile.Profile{
-		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
-		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
-		Period:     10101010,
-		Sample:     []*profile.Sample{{Location: []*profile.Location{loc}, Value: []int64{samples, samples * 10101010}}},
-		Location:   []*profile.Location{loc},
-		Function:   []*profile.Function{fn},
-		Mapping:    []*profile.Mapping{m},
+func testProfile(samples int64) *profiles.Profile {
+	m := &profiles.Mapping{Start: 0x400000, Limit: 0x500000, File: "/bin/app"}
+	return &profiles.Profile{
+		Kind: profiles.OnCPU(99),
+		Samples: []profiles.Sample{{Value: samples, Frames: []profiles.Frame{
+			{Function: "main.work", Address: 0x401000, Mapping: m, Type: profiles.FrameNative},
+		}}},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policysource"
 )
 
@@ -17,10 +18,6 @@ type statusView struct {
 	// PolicySources are the policy sources with their last error.
 	PolicySources []policysource.SourceStatus `json:"policy_sources"`
 	ActiveTasks   int                         `json:"active_tasks"`
-}
-
-func (e *profilingPolicy) registerStatus(mux *http.ServeMux) {
-	mux.HandleFunc("/api/v1/status", methods(map[string]http.HandlerFunc{http.MethodGet: e.getStatus}))
 }
 
 func (e *profilingPolicy) getStatus(w http.ResponseWriter, _ *http.Request) {
@@ -37,7 +34,7 @@ func (e *profilingPolicy) getStatus(w http.ResponseWriter, _ *http.Request) {
 type reporterEntry struct{ r control.StatusReporter }
 
 // trackReporter remembers x for the status endpoint while it is registered.
-func (e *profilingPolicy) trackReporter(x control.Executor) (untrack func()) {
+func (e *profilingPolicy) trackReporter(x dispatch.Executor) (untrack func()) {
 	r, ok := x.(control.StatusReporter)
 	if !ok {
 		return func() {}

@@ -11,23 +11,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"gopkg.in/yaml.v3"
 
-	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/ui"
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/output/flame"
 )
 
-// registerUI adds the web pages and the JSON endpoints only they use.
-func (e *profilingPolicy) registerUI(mux *http.ServeMux) {
-	ui.Register(mux)
-	mux.HandleFunc("GET /api/v1/tasks/{id}/flame", e.getFlame)
-	mux.HandleFunc("GET /api/v1/processes/history", e.getHistory)
-	mux.HandleFunc("GET /api/v1/policies/document", e.getPolicyDocument)
-	mux.HandleFunc("POST /api/v1/policies/dryrun", e.postDryRun)
+// uiRoutes are the JSON endpoints only the web pages use (the pages
+// themselves are ui.Register's).
+func (e *profilingPolicy) uiRoutes() []route {
+	return []route{
+		{http.MethodGet, "/api/v1/tasks/{id}/flame", e.getFlame},
+		{http.MethodGet, "/api/v1/processes/history", e.getHistory},
+		{http.MethodGet, "/api/v1/policies/document", e.getPolicyDocument},
+		{http.MethodPost, "/api/v1/policies/dryrun", e.postDryRun},
+	}
 }
 
 // getFlame answers the flame tree of a task's stored profile: the whole
@@ -48,18 +48,13 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 		}
 		opt.Interval = time.Unix(sec, 0)
 	}
-	data, ok := e.tasks.Profile(id)
+	p, ok := e.tasks.PprofProfile(id)
 	if !ok {
 		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
 		if t.Profile.Dropped {
 			msg = fmt.Sprintf("task %q's profile was dropped to stay within limits.profile_store_bytes", id)
 		}
 		writeError(w, http.StatusNotFound, msg)
-		return
-	}
-	p, err := profile.ParseData(data)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "stored profile: "+err.Error())
 		return
 	}
 	tree, err := flame.Build(p, opt)

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/google/pprof/profile"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
-	"github.com/contprof/contprof/internal/output/flame"
+	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/testhelper/browser"
 )
 
@@ -110,7 +110,7 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatalf("task %d: %v", i, err)
 		}
-		var sink control.TaskSink
+		var sink dispatch.Sink
 		eventually(t, "task dispatched", func() bool { sink = x.sink(id); return sink != nil })
 		if firstID == "" {
 			firstID = id
@@ -206,27 +206,19 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 }
 
 // flameProfile is an on-CPU profile: main.main -> main.burn -> a syscall.
-func flameProfile(at time.Time) *profile.Profile {
-	app := &profile.Mapping{ID: 1, Start: 0x400000, Limit: 0x500000, File: "/bin/app", BuildID: "x/y/z/w"}
-	kern := &profile.Mapping{ID: 2, File: "[kernel.kallsyms]"}
-	fns := []*profile.Function{{ID: 1, Name: "main.main"}, {ID: 2, Name: "main.burn"}, {ID: 3, Name: "main.idle"}, {ID: 4, Name: "do_syscall_64"}}
-	locs := make([]*profile.Location, len(fns))
-	for i, f := range fns {
-		m := app
-		if i == 3 {
-			m = kern
-		}
-		locs[i] = &profile.Location{ID: uint64(i + 1), Mapping: m, Address: 0x401000 + uint64(i), Line: []profile.Line{{Function: f}}}
+func flameProfile(at time.Time) *profiles.Profile {
+	app := &profiles.Mapping{Start: 0x400000, Limit: 0x500000, File: "/bin/app", BuildID: "x/y/z/w"}
+	kern := &profiles.Mapping{File: profiles.KernelMappingFile}
+	frame := func(i int, name string, m *profiles.Mapping, typ profiles.FrameType) profiles.Frame {
+		return profiles.Frame{Function: name, Address: 0x401000 + uint64(i), Mapping: m, Type: typ}
 	}
-	p := &profile.Profile{
-		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
-		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"}, Period: 10_000_000, DefaultSampleType: "cpu",
-		Sample: []*profile.Sample{
-			{Location: []*profile.Location{locs[3], locs[1], locs[0]}, Value: []int64{70, 700_000_000}},
-			{Location: []*profile.Location{locs[2], locs[0]}, Value: []int64{30, 300_000_000}},
+	main, burn, idle := frame(0, "main.main", app, profiles.FrameNative), frame(1, "main.burn", app, profiles.FrameNative), frame(2, "main.idle", app, profiles.FrameNative)
+	sys := frame(3, "do_syscall_64", kern, profiles.FrameKernel)
+	return &profiles.Profile{
+		Kind: profiles.OnCPU(100), Start: at, End: at.Add(10 * time.Second),
+		Samples: []profiles.Sample{
+			{Frames: []profiles.Frame{sys, burn, main}, Value: 70},
+			{Frames: []profiles.Frame{idle, main}, Value: 30},
 		},
-		Location: locs, Function: fns, Mapping: []*profile.Mapping{app, kern},
 	}
-	flame.MarkInterval(p, at)
-	return p
 }

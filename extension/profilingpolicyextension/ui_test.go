@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/component"
 
 	"github.com/contprof/contprof/extension/profilingpolicyextension/internal/ui"
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/output/flame"
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // uiPaths are every page and asset of the UI.
@@ -184,19 +185,13 @@ func TestFlameEndpoint(t *testing.T) {
 	status, body, _ := do(t, "GET", u, "", "")
 	wantError(t, status, body, 404, "has no profile yet")
 
-	var sink control.TaskSink
+	var sink dispatch.Sink
 	eventually(t, "task dispatched", func() bool { sink = x.sink(id); return sink != nil })
-	fn := &profile.Function{ID: 1, Name: "burn_cpu"}
-	loc := &profile.Location{ID: 1, Line: []profile.Line{{Function: fn}}}
 	for i, start := range []int64{1000, 1003} {
-		p := &profile.Profile{
-			SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}},
-			PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
-			Sample:     []*profile.Sample{{Value: []int64{int64(10 * (i + 1))}, Location: []*profile.Location{loc}}},
-			Location:   []*profile.Location{loc}, Function: []*profile.Function{fn},
-		}
-		flame.MarkInterval(p, time.Unix(start, 0))
-		sink.AddProfile(p)
+		sink.AddProfile(&profiles.Profile{
+			Kind: profiles.Kind{SampleType: "samples", SampleUnit: "count"}, Start: time.Unix(start, 0),
+			Samples: []profiles.Sample{{Value: int64(10 * (i + 1)), Frames: []profiles.Frame{{Function: "burn_cpu"}}}},
+		})
 	}
 	var tree flame.Tree
 	getJSON(t, u, 200, &tree)

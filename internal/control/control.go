@@ -1,43 +1,55 @@
-// Package control holds the interfaces between the three components, so that
-// none imports another's package. The extension implements Controller; the
-// processor implements ProcessView; the receiver implements Executor.
+// Package control holds the types and interfaces between the three
+// components, so that none imports another's package. The extension
+// implements PolicyReader, PolicySubscriber, Scheduler and
+// ProcessViewRegistry (and dispatch.Registry); the processor implements
+// ProcessView; the receiver implements dispatch.Executor.
 package control
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/component"
 
 	"github.com/contprof/contprof/internal/control/policy"
 )
 
-// Controller is the control plane offered by the profilingpolicy extension.
-type Controller interface {
-	// Policies returns the current consistent snapshot; never nil.
+// The control plane, split by who needs what. The profilingpolicy
+// extension implements all of them; each component asks only for the
+// interfaces it uses (see Find) and names them in a local interface.
+
+// PolicyReader returns the current consistent policy set; never nil.
+type PolicyReader interface {
 	Policies() *policy.Set
-	// Subscribe calls fn with the current set now and with every later set.
-	// The returned func stops the calls.
+}
+
+// PolicySubscriber calls fn with the current set now and with every later
+// set. The returned func stops the calls.
+type PolicySubscriber interface {
 	Subscribe(fn func(*policy.Set)) (unsubscribe func())
-	// RequestTask accepts a request and returns the task id, or refuses it
-	// with a *RefusedError.
+}
+
+// Scheduler admits task requests. RequestTask is cheap and never waits on
+// a profiler: it applies silences and limits, records the task as pending
+// and hands it to an executor, which starts it on its own goroutine. It
+// returns the task id, or refuses with a *RefusedError.
+type Scheduler interface {
 	RequestTask(req TaskRequest) (taskID string, err error)
-	// RegisterExecutor makes an executor available for the targets it serves.
-	RegisterExecutor(e Executor) (unregister func())
-	// RegisterProcessView lets the API list monitored processes.
+}
+
+// ProcessViewRegistry lets the API list monitored processes.
+type ProcessViewRegistry interface {
 	RegisterProcessView(v ProcessView) (unregister func())
 }
 
-// FindController returns the extension with the given id (or the only
-// Controller when id is the zero value) among the host's extensions.
-func FindController(host component.Host, id component.ID) (Controller, error) {
-	var found Controller
+// Find returns the extension implementing T with the given id (or the only
+// one when id is the zero value) among the host's extensions.
+func Find[T any](host component.Host, id component.ID) (T, error) {
+	var found, zero T
 	var n int
 	for eid, ext := range host.GetExtensions() {
-		c, ok := ext.(Controller)
+		c, ok := ext.(T)
 		if !ok {
 			continue
 		}
@@ -51,15 +63,15 @@ func FindController(host component.Host, id component.ID) (Controller, error) {
 		}
 	}
 	if id != (component.ID{}) {
-		return nil, errors.New("policy_extension: extension " + id.String() + " is not configured or is not a profilingpolicy extension")
+		return zero, errors.New("policy_extension: extension " + id.String() + " is not configured or is not a profilingpolicy extension")
 	}
 	switch n {
 	case 0:
-		return nil, errors.New("policy_extension: no profilingpolicy extension is configured in service.extensions")
+		return zero, errors.New("policy_extension: no profilingpolicy extension is configured in service.extensions")
 	case 1:
 		return found, nil
 	default:
-		return nil, errors.New("policy_extension: several profilingpolicy extensions are configured; name one")
+		return zero, errors.New("policy_extension: several profilingpolicy extensions are configured; name one")
 	}
 }
 
@@ -144,17 +156,6 @@ type Task struct {
 	Created  time.Time
 }
 
-// Executor runs tasks (the receiver).
-type Executor interface {
-	// Targets lists the targets this executor can run.
-	Targets() []policy.Target
-	// StartTask starts t and returns quickly. An error means it did not start
-	// (the silence is not held). Once started, the executor reports through
-	// sink until it calls sink.Done exactly once. ctx is cancelled when the
-	// task is cancelled or the collector shuts down.
-	StartTask(ctx context.Context, t Task, sink TaskSink) error
-}
-
 // Admitter is optionally implemented by an Executor. Admit says, cheaply
 // and without calling back into the controller, why a task cannot run (a
 // missing privilege or kernel feature, a target that is a kernel thread
@@ -185,15 +186,6 @@ type ExecutorStatus struct {
 	Degraded []string `json:"degraded,omitempty"`
 	// UID is the collector's effective user id.
 	UID int `json:"uid"`
-}
-
-// TaskSink receives what a running task produces.
-type TaskSink interface {
-	// AddProfile hands over a profile of the task (one report interval); the
-	// controller merges them per task for download.
-	AddProfile(p *profile.Profile)
-	// Done ends the task; err nil means finished, else failed.
-	Done(err error)
 }
 
 // ProcessView is implemented by the processor for GET /api/v1/processes.

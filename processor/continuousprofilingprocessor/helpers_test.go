@@ -98,8 +98,6 @@ func (f *fakeController) requests() []control.TaskRequest {
 	return append([]control.TaskRequest(nil), f.reqs...)
 }
 
-func (f *fakeController) RegisterExecutor(control.Executor) func() { return func() {} }
-
 func (f *fakeController) RegisterProcessView(v control.ProcessView) func() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -43,6 +43,15 @@ const (
 	attrURLPath    = "url.path"
 )
 
+// controlPlane is what the processor needs of the profilingpolicy
+// extension: the policies as they change, a scheduler for the tasks its
+// triggers ask for, and a place to show the processes it watches.
+type controlPlane interface {
+	control.PolicySubscriber
+	control.Scheduler
+	control.ProcessViewRegistry
+}
+
 type cpProcessor struct {
 	cfg    *Config
 	logger *zap.Logger
@@ -63,7 +72,7 @@ type cpProcessor struct {
 	reportedEvals, reportedDropped uint64
 	processes, windows             atomic.Int64
 
-	ctrl   control.Controller
+	ctrl   controlPlane
 	unsub  func()
 	unreg  func()
 	cancel context.CancelFunc
@@ -111,7 +120,7 @@ func newProcessor(set processor.Settings, cfg *Config) (*cpProcessor, error) {
 }
 
 func (p *cpProcessor) start(_ context.Context, host component.Host) error {
-	ctrl, err := control.FindController(host, p.cfg.PolicyExtension)
+	ctrl, err := control.Find[controlPlane](host, p.cfg.PolicyExtension)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
-	"github.com/contprof/contprof/internal/output/flame"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/jit"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
@@ -28,8 +29,15 @@ type profileRun interface {
 	Run(ctx context.Context, emit func(*profiles.Profile)) error
 }
 
+// maxParallelStarts bounds how many tasks start at once: a start loads BPF
+// objects, opens perf events on every CPU and preloads symbols, and a
+// burst of them must not take every core from the scrape loop.
+const maxParallelStarts = 2
+
 // executor runs the extension's tasks. Profilers are loaded only while a
-// task runs (the managers load on the first subscription).
+// task runs (the managers load on the first subscription). Tasks start on
+// the executor's goroutines, never on the caller's: the caller is the
+// processor inside the metrics pipeline.
 type executor struct {
 	r    *ebpfReceiver
 	host component.Host
@@ -42,11 +50,13 @@ type executor struct {
 	// jit names JIT frames of a task's process (HotSpot attach, perf maps).
 	jit *jit.Manager
 
-	wg sync.WaitGroup
+	// starting holds one token per start in progress.
+	starting chan struct{}
+	wg       sync.WaitGroup
 }
 
 // startExecutor registers the receiver as the executor of profiling tasks.
-func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ctrl control.Controller) (stop func(), err error) {
+func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, reg dispatch.Registry) (stop func(), err error) {
 	mgr, err := oncpu.NewManager(oncpu.Options{Frequency: r.cfg.Profiling.OnCPU.Frequency})
 	if err != nil {
 		return nil, fmt.Errorf("profiling.on_cpu: %w", err)
@@ -58,9 +68,10 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, ct
 	sym := symbolize.New(symbolize.Options{})
 	e := &executor{
 		r: r, host: host, stopCtx: ctx, oncpu: mgr, offcpu: offMgr, sym: sym,
-		jit: jit.NewManager(jit.Options{Symbolizer: sym, Logger: r.logger}),
+		jit:      jit.NewManager(jit.Options{Symbolizer: sym, Logger: r.logger}),
+		starting: make(chan struct{}, maxParallelStarts),
 	}
-	unregister := ctrl.RegisterExecutor(e)
+	unregister := reg.RegisterExecutor(e)
 	return func() {
 		unregister()
 		// The caller cancelled ctx: every task ends and emits what it has.
@@ -84,13 +95,53 @@ func (e *executor) Targets() []policy.Target {
 	return ts
 }
 
-// StartTask starts t; an error means it did not start.
-func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.TaskSink) error {
+// StartTask queues t and returns at once; the start happens on the task's
+// goroutine, at most maxParallelStarts at a time, and is reported through
+// sink (Started, or Done with the start error).
+func (e *executor) StartTask(ctx context.Context, t control.Task, sink dispatch.Sink) error {
+	if !slices.Contains(e.Targets(), t.Target) {
+		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		// The task's context also ends at Shutdown (the controller cancels
+		// it when the executor unregisters); stopCtx covers the gap.
+		runCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(e.stopCtx, cancel)()
+
+		run, err := e.start(runCtx, t, sink)
+		if err != nil {
+			if runCtx.Err() == nil {
+				e.reportStartFailure(t, err)
+			}
+			sink.Done(err)
+			return
+		}
+		sink.Started()
+		err = run(runCtx)
+		if errors.Is(err, context.Canceled) && e.stopCtx.Err() != nil {
+			err = errors.New("collector shut down before the task's end")
+		}
+		sink.Done(err)
+	}()
+	return nil
+}
+
+// start waits for a start slot, then starts t and returns its run loop.
+func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink) (func(context.Context) error, error) {
+	select {
+	case e.starting <- struct{}{}:
+		defer func() { <-e.starting }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cancelled before it started: %w", ctx.Err())
+	}
 	if t.Target == policy.TargetNetwork {
-		return e.startNetworkTask(ctx, t, sink)
+		return e.startNetworkTask(t)
 	}
 	if len(t.Process) != 1 {
-		return fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))
+		return nil, fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))
 	}
 	proc := t.Process[0]
 	// oncpu.Task and offcpu.Task are the same task description.
@@ -109,50 +160,27 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink control.T
 	case policy.TargetOffCPU:
 		run, err = offcpu.StartTask(e.offcpu, e.sym, spec)
 	default:
-		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
+		return nil, fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}
 	if err != nil {
-		err = privilege.Explain(err)
-		e.reportStartFailure(t, err)
-		return err
+		return nil, privilege.Explain(err)
 	}
 	// Only a task's process is prepared for its JIT runtime (a JVM is
 	// attached to), never a process that is just monitored.
 	js := e.jit.Start(proc.PID)
-	e.launch(ctx, sink, func(ctx context.Context) error {
+	return func(ctx context.Context) error {
 		defer js.Close()
 		return run.Run(ctx, func(p *profiles.Profile) {
 			js.Annotate(p)
 			e.emit(t, p, sink)
 		})
-	})
-	return nil
-}
-
-// launch runs a started task until it returns, is cancelled (ctx) or the
-// collector shuts down, and reports its end to sink.
-func (e *executor) launch(ctx context.Context, sink control.TaskSink, run func(context.Context) error) {
-	runCtx, cancel := context.WithCancel(ctx)
-	stopOnShutdown := context.AfterFunc(e.stopCtx, cancel)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer cancel()
-		defer stopOnShutdown()
-		err := run(runCtx)
-		if errors.Is(err, context.Canceled) && e.stopCtx.Err() != nil {
-			err = errors.New("collector shut down before the task's end")
-		}
-		sink.Done(err)
-	}()
+	}, nil
 }
 
 // emit sends one report interval to the profiles pipeline and hands it to
 // the extension for download.
-func (e *executor) emit(t control.Task, p *profiles.Profile, sink control.TaskSink) {
-	pp := p.Pprof()
-	flame.MarkInterval(pp, p.Start)
-	sink.AddProfile(pp)
+func (e *executor) emit(t control.Task, p *profiles.Profile, sink dispatch.Sink) {
+	sink.AddProfile(p)
 	pd := profiles.ToPprofile(metadata.ScopeName, p)
 	// Not the task's context: the final profile of a cancelled task must
 	// still be exported.

@@ -15,7 +15,7 @@ import (
 // startNetworkTask profiles the connections of every process of the task's
 // service instance on this host; it emits metrics per flow and sampled
 // HTTP exchange logs each report interval, stamped with the trigger.
-func (e *executor) startNetworkTask(ctx context.Context, t control.Task, sink control.TaskSink) error {
+func (e *executor) startNetworkTask(t control.Task) (func(context.Context) error, error) {
 	resources := make(map[int]map[string]any, len(t.Process))
 	pids := make([]int, 0, len(t.Process))
 	for _, p := range t.Process {
@@ -28,8 +28,7 @@ func (e *executor) startNetworkTask(ctx context.Context, t control.Task, sink co
 		Attributes: profiles.TaskAttributes(t),
 	})
 	if err != nil {
-		e.reportStartFailure(t, err)
-		return err
+		return nil, err
 	}
 	unsubscribe := e.r.exchanges.subscribe(func(ex httpmon.Exchange) {
 		role := netprof.RoleServer
@@ -42,12 +41,11 @@ func (e *executor) startNetworkTask(ctx context.Context, t control.Task, sink co
 		})
 	})
 
-	e.launch(ctx, sink, func(ctx context.Context) error {
+	return func(ctx context.Context) error {
 		defer func() { _ = task.Close() }()
 		defer unsubscribe()
 		return e.runNetwork(ctx, t, task)
-	})
-	return nil
+	}, nil
 }
 
 // runNetwork reports every interval until the duration ends, every covered

@@ -13,8 +13,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 )
+
+// controlPlane is what the receiver needs of the profilingpolicy
+// extension: the policies (scope policy_targets, the HTTP monitor) and a
+// place to offer itself as the executor of tasks.
+type controlPlane interface {
+	control.PolicyReader
+	dispatch.Registry
+}
 
 // ebpfReceiver is the one instance behind all pipelines of a component ID.
 type ebpfReceiver struct {
@@ -27,7 +36,7 @@ type ebpfReceiver struct {
 	logs     consumer.Logs
 	profiles xconsumer.Profiles
 
-	ctrl control.Controller
+	ctrl controlPlane
 	// priv is what profiling may do here, probed once at Start.
 	priv privilege.Status
 	// exchanges carries HTTP exchanges from the scraper's monitor to
@@ -52,7 +61,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 
-	ctrl, err := control.FindController(host, r.cfg.PolicyExtension)
+	ctrl, err := control.Find[controlPlane](host, r.cfg.PolicyExtension)
 	if err != nil {
 		if r.cfg.PolicyExtension != (component.ID{}) || r.cfg.Scope == ScopePolicyTargets {
 			cancel()

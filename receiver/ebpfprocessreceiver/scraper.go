@@ -44,7 +44,7 @@ type scraper struct {
 	lastTS      pcommon.Timestamp
 }
 
-func newScraper(cfg *Config, set receiver.Settings, ctrl control.Controller, hub *exchangeHub, reportErr func(error)) (*scraper, error) {
+func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, hub *exchangeHub, reportErr func(error)) (*scraper, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 )
 
@@ -14,7 +15,8 @@ import (
 type syncExecutor struct{}
 
 func (syncExecutor) Targets() []policy.Target { return policy.Targets }
-func (syncExecutor) StartTask(_ context.Context, _ control.Task, s control.TaskSink) error {
+func (syncExecutor) StartTask(_ context.Context, _ control.Task, s dispatch.Sink) error {
+	s.Started()
 	s.Done(nil)
 	return nil
 }

@@ -3,6 +3,10 @@
 // concurrency limit, and one-task-per-target-and-process; it dispatches
 // accepted tasks to a registered executor, tracks their states, keeps 48
 // hours of history and the tasks' merged profiles within a memory bound.
+//
+// Admission is synchronous and cheap; the start is not: an accepted task
+// is pending until its executor reports Started (running) or a start
+// failure (failed, holding no silence). See docs/design.md, "Tasks".
 package taskcontrol
 
 import (
@@ -20,7 +24,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // State is a task's state.
@@ -60,7 +66,8 @@ type Config struct {
 	// ProfileStoreBytes bounds the stored profiles; negative keeps none.
 	ProfileStoreBytes int64
 	// FinishGrace is how long past its duration a running task may take
-	// to report its end before it is failed and its context cancelled.
+	// to report its end before it is failed and its context cancelled; and
+	// how long a task may stay pending before its start is failed.
 	FinishGrace time.Duration
 	// Now is the clock; tests inject one.
 	Now    func() time.Time
@@ -112,7 +119,8 @@ type TaskInfo struct {
 
 // ProfileInfo describes a task's stored profile.
 type ProfileInfo struct {
-	// Bytes is the size of the stored gzip pprof; 0 when there is none.
+	// Bytes is the estimated memory the stored profile takes; 0 when there
+	// is none.
 	Bytes int
 	// Profiles is how many profiles the executor handed over.
 	Profiles int
@@ -137,9 +145,11 @@ type task struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	executor *executorEntry
+	// left is closed when the task leaves pending (started or ended).
+	left chan struct{}
 }
 
-type executorEntry struct{ e control.Executor }
+type executorEntry struct{ e dispatch.Executor }
 
 type triggers struct {
 	process control.Process
@@ -191,7 +201,7 @@ func (c *Controller) Config() Config { return c.cfg }
 
 // RegisterExecutor makes e available for its targets. Unregistering
 // cancels the tasks it still runs.
-func (c *Controller) RegisterExecutor(e control.Executor) (unregister func()) {
+func (c *Controller) RegisterExecutor(e dispatch.Executor) (unregister func()) {
 	entry := &executorEntry{e: e}
 	c.mu.Lock()
 	c.executors = append(c.executors, entry)
@@ -270,29 +280,50 @@ func (c *Controller) RequestTask(req control.TaskRequest) (string, error) {
 		Process: t.info.Processes, Causes: t.info.Causes, Created: t.info.Created,
 	}
 
-	// Outside the lock: the executor may call back (Done, AddProfile) or
-	// take its time, and must not stall other requests.
-	startErr := exec.e.StartTask(t.ctx, ct, &sink{c: c, t: t})
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if startErr != nil {
+	// Outside the lock: the executor may call back (Started, Done) from
+	// its own goroutines before StartTask returns. StartTask only queues
+	// the task, so the caller (the metrics pipeline) never waits on it.
+	if err := exec.e.StartTask(t.ctx, ct, &sink{c: c, t: t}); err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		// A task that did not start holds no silence.
-		if !t.info.State.Ended() {
-			c.endLocked(t, StateFailed, "start: "+startErr.Error())
-		}
-		return "", fmt.Errorf("task %s did not start: %w", t.info.ID, startErr)
-	}
-	if t.info.Started.IsZero() {
-		t.info.Started = c.cfg.Now()
-	}
-	if t.info.State == StatePending {
-		t.info.State = StateRunning
-	}
-	if req.Silence > 0 {
-		c.silence[key] = silenceEntry{until: t.info.Started.Add(req.Silence), taskID: t.info.ID}
+		c.endLocked(t, StateFailed, "start: "+err.Error())
+		return "", fmt.Errorf("task %s did not start: %w", t.info.ID, err)
 	}
 	return t.info.ID, nil
+}
+
+// WaitStarted waits until the task is no longer pending or ctx is done,
+// and returns its state then (the API answers a manual request with the
+// started task, or with why it failed to start).
+func (c *Controller) WaitStarted(ctx context.Context, id string) (TaskInfo, error) {
+	c.mu.Lock()
+	t, ok := c.tasks[id]
+	c.mu.Unlock()
+	if !ok {
+		return TaskInfo{}, ErrNotFound
+	}
+	select {
+	case <-t.left:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.infoLocked(t), nil
+}
+
+// startedLocked moves a pending task to running; its silence counts from
+// now.
+func (c *Controller) startedLocked(t *task) {
+	if t.info.State != StatePending {
+		return
+	}
+	t.info.State = StateRunning
+	t.info.Started = c.cfg.Now()
+	close(t.left)
+	if t.info.Silence > 0 {
+		c.silence[t.key] = silenceEntry{until: t.info.Started.Add(t.info.Silence), taskID: t.info.ID}
+	}
 }
 
 // admit applies the refusal rules and, when none applies, records a
@@ -335,7 +366,7 @@ func (c *Controller) admit(req *control.TaskRequest, key, what string) (*task, *
 
 	ctx, cancel := context.WithCancel(c.ctx)
 	t := &task{
-		key: key, ctx: ctx, cancel: cancel, executor: exec,
+		key: key, ctx: ctx, cancel: cancel, executor: exec, left: make(chan struct{}),
 		info: TaskInfo{
 			ID: newID(), Policy: req.Policy, Target: req.Target, Duration: req.Duration, Silence: req.Silence,
 			Processes: slices.Clone(req.Processes), Causes: slices.Clone(req.Causes), Manual: req.Manual,
@@ -362,6 +393,9 @@ func (c *Controller) endLocked(t *task, s State, errText string) {
 	if t.info.State.Ended() {
 		return
 	}
+	if t.info.State == StatePending {
+		close(t.left)
+	}
 	t.info.State = s
 	t.info.Error = errText
 	t.info.Ended = c.cfg.Now()
@@ -375,8 +409,11 @@ func (c *Controller) endLocked(t *task, s State, errText string) {
 // maintainLocked fails overdue tasks and forgets expired silences.
 func (c *Controller) maintainLocked(now time.Time) {
 	for _, t := range c.active {
-		if t.info.State == StateRunning && now.After(t.info.Started.Add(t.info.Duration+c.cfg.FinishGrace)) {
+		switch {
+		case t.info.State == StateRunning && now.After(t.info.Started.Add(t.info.Duration+c.cfg.FinishGrace)):
 			c.endLocked(t, StateFailed, fmt.Sprintf("executor did not end the task within its duration %s + %s", t.info.Duration, c.cfg.FinishGrace))
+		case t.info.State == StatePending && now.After(t.info.Created.Add(c.cfg.FinishGrace)):
+			c.endLocked(t, StateFailed, fmt.Sprintf("start: executor did not start the task within %s", c.cfg.FinishGrace))
 		}
 	}
 	// Expired silences are ignored by admit; forgetting them is only for
@@ -585,9 +622,16 @@ func (c *Controller) ProcessStats(processKey string) (tasks int, last time.Time)
 	return tasks, last
 }
 
-// Profile returns the task's merged profile as gzip pprof bytes.
-func (c *Controller) Profile(id string) ([]byte, bool) {
-	return c.profiles.get(id)
+// Profile returns the task's merged profile as gzip pprof bytes, converted
+// now from the stored neutral form; false when there is none.
+func (c *Controller) Profile(id string) ([]byte, bool, error) {
+	return c.profiles.pprof(id)
+}
+
+// PprofProfile returns the task's merged profile as pprof, not encoded
+// (for the web UI's flame graph); false when there is none.
+func (c *Controller) PprofProfile(id string) (*profile.Profile, bool) {
+	return c.profiles.profile(id)
 }
 
 // Shutdown cancels every unfinished task; later requests are refused.
@@ -608,7 +652,13 @@ type sink struct {
 	once sync.Once
 }
 
-func (s *sink) AddProfile(p *profile.Profile) {
+func (s *sink) Started() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.startedLocked(s.t)
+}
+
+func (s *sink) AddProfile(p *profiles.Profile) {
 	if p == nil {
 		return
 	}
@@ -637,12 +687,16 @@ func (s *sink) Done(err error) {
 		c := s.c
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if s.t.info.Started.IsZero() {
-			s.t.info.Started = c.cfg.Now()
-		}
-		if err != nil {
+		switch {
+		case s.t.info.State == StatePending && err != nil:
+			// It never ran: failed start, no silence.
+			c.endLocked(s.t, StateFailed, "start: "+err.Error())
+		case err != nil:
 			c.endLocked(s.t, StateFailed, err.Error())
-		} else {
+		default:
+			// An executor may end a task without reporting Started (the
+			// process was gone at once): it did start.
+			c.startedLocked(s.t)
 			c.endLocked(s.t, StateFinished, "")
 		}
 	})

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"go.uber.org/goleak"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,27 +38,29 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// executor records what it is asked to run and lets the test drive it.
+// executor records what it is asked to run and lets the test drive it. It
+// reports Started inside StartTask unless holdStart is set.
 type executor struct {
-	targets  []policy.Target
-	mu       sync.Mutex
-	startErr error
-	onStart  func()
-	started  []control.Task
-	sinks    map[string]control.TaskSink
-	ctxs     map[string]context.Context
+	targets   []policy.Target
+	mu        sync.Mutex
+	startErr  error
+	holdStart bool
+	onStart   func()
+	started   []control.Task
+	sinks     map[string]dispatch.Sink
+	ctxs      map[string]context.Context
 }
 
 func newExecutor(targets ...policy.Target) *executor {
 	if len(targets) == 0 {
 		targets = policy.Targets
 	}
-	return &executor{targets: targets, sinks: map[string]control.TaskSink{}, ctxs: map[string]context.Context{}}
+	return &executor{targets: targets, sinks: map[string]dispatch.Sink{}, ctxs: map[string]context.Context{}}
 }
 
 func (e *executor) Targets() []policy.Target { return e.targets }
 
-func (e *executor) StartTask(ctx context.Context, t control.Task, s control.TaskSink) error {
+func (e *executor) StartTask(ctx context.Context, t control.Task, s dispatch.Sink) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.onStart != nil {
@@ -69,10 +72,13 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, s control.Task
 	e.started = append(e.started, t)
 	e.sinks[t.ID] = s
 	e.ctxs[t.ID] = ctx
+	if !e.holdStart {
+		s.Started()
+	}
 	return nil
 }
 
-func (e *executor) sink(id string) control.TaskSink {
+func (e *executor) sink(id string) dispatch.Sink {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.sinks[id]
@@ -416,7 +422,7 @@ func TestHistoryExpiryAndSummary(t *testing.T) {
 	if _, ok := c.Task(first); ok {
 		t.Fatal("expired task still visible")
 	}
-	if _, ok := c.Profile(first); ok {
+	if _, ok, _ := c.Profile(first); ok {
 		t.Fatal("expired task's profile still stored")
 	}
 	sum = c.Summary()
@@ -517,7 +523,7 @@ type doneExecutor struct {
 
 func (e *doneExecutor) Targets() []policy.Target { return policy.Targets }
 
-func (e *doneExecutor) StartTask(_ context.Context, t control.Task, s control.TaskSink) error {
+func (e *doneExecutor) StartTask(_ context.Context, t control.Task, s dispatch.Sink) error {
 	if e.onStart != nil {
 		e.onStart(t)
 	}
@@ -527,6 +533,7 @@ func (e *doneExecutor) StartTask(_ context.Context, t control.Task, s control.Ta
 		if e.onDone != nil {
 			e.onDone(t)
 		}
+		s.Started()
 		s.Done(nil)
 	}()
 	return nil
@@ -534,23 +541,108 @@ func (e *doneExecutor) StartTask(_ context.Context, t control.Task, s control.Ta
 
 // cpuProfile is an on-CPU profile with one stack of the given leaf and
 // sample count.
-func cpuProfile(t testing.TB, samples int64, leaf string) *profile.Profile {
+func cpuProfile(t testing.TB, samples int64, leaf string) *profiles.Profile {
 	t.Helper()
-	fn := &profile.Function{ID: 1, Name: leaf}
-	fn2 := &profile.Function{ID: 2, Name: "runtime.main"}
-	m := &profile.Mapping{ID: 1, Start: 0x400000, Limit: 0x500000, File: "/bin/app", BuildID: "abc"}
-	l1 := &profile.Location{ID: 1, Mapping: m, Address: 0x401000, Line: []profile.Line{{Function: fn}}}
-	l2 := &profile.Location{ID: 2, Mapping: m, Address: 0x402000, Line: []profile.Line{{Function: fn2}}}
-	return &profile.Profile{
-		SampleType:    []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
-		PeriodType:    &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
-		Period:        10101010,
-		TimeNanos:     time.Now().UnixNano(),
-		DurationNanos: int64(10 * time.Second),
-		Sample:        []*profile.Sample{{Location: []*profile.Location{l1, l2}, Value: []int64{samples, samples * 10101010}}},
-		Location:      []*profile.Location{l1, l2},
-		Function:      []*profile.Function{fn, fn2},
-		Mapping:       []*profile.Mapping{m},
+	m := &profiles.Mapping{Start: 0x400000, Limit: 0x500000, File: "/bin/app", BuildID: "abc"}
+	return &profiles.Profile{
+		Kind:  profiles.OnCPU(99),
+		Start: time.Now(), End: time.Now().Add(10 * time.Second),
+		Samples: []profiles.Sample{{Value: samples, Frames: []profiles.Frame{
+			{Function: leaf, Address: 0x401000, Mapping: m, Type: profiles.FrameNative},
+			{Function: "runtime.main", Address: 0x402000, Mapping: m, Type: profiles.FrameNative},
+		}}},
+		Resource:   map[string]any{"process.pid": int64(1)},
+		Attributes: map[string]any{"contprof.task.id": "x"},
+	}
+}
+
+// A task is pending from its admission until the executor reports the
+// start; the request does not wait for it.
+func TestAsynchronousStart(t *testing.T) {
+	c, clk := newController(t, Config{FinishGrace: time.Minute})
+	ex := newExecutor()
+	ex.holdStart = true
+	defer c.RegisterExecutor(ex)()
+	p := proc(10)
+	id := mustAccept(t, c, req(policy.TargetOnCPU, 20*time.Minute, p))
+	if ti := state(t, c, id); ti.State != StatePending || !ti.Started.IsZero() || c.Active() != 1 {
+		t.Fatalf("task %+v before the executor started it", ti)
+	}
+	// Pending holds the process's slot, not yet a silence.
+	mustRefuse(t, c, req(policy.TargetOnCPU, 20*time.Minute, p), "is already pending for process")
+
+	clk.Add(2 * time.Second)
+	ex.sink(id).Started()
+	ti := state(t, c, id)
+	if ti.State != StateRunning || !ti.Started.Equal(ti.Created.Add(2*time.Second)) {
+		t.Fatalf("task %+v after Started", ti)
+	}
+	ex.sink(id).Done(nil)
+	re := mustRefuse(t, c, req(policy.TargetOnCPU, 20*time.Minute, p), "silenced until")
+	if !re.Until.Equal(ti.Started.Add(20 * time.Minute)) {
+		t.Fatalf("silence until %v, want from the start %v", re.Until, ti.Started.Add(20*time.Minute))
+	}
+}
+
+// A start that fails on the executor's goroutine fails the task and holds
+// no silence: the next trigger may try again.
+func TestAsynchronousFailedStartHoldsNoSilence(t *testing.T) {
+	c, _ := newController(t, Config{})
+	ex := newExecutor()
+	ex.holdStart = true
+	defer c.RegisterExecutor(ex)()
+	p := proc(10)
+	id := mustAccept(t, c, req(policy.TargetOnCPU, 20*time.Minute, p))
+	ex.sink(id).Done(errors.New("perf_event_open: no such process"))
+	ti := state(t, c, id)
+	if ti.State != StateFailed || ti.Error != "start: perf_event_open: no such process" || !ti.Started.IsZero() || c.Active() != 0 {
+		t.Fatalf("task %+v", ti)
+	}
+	mustAccept(t, c, req(policy.TargetOnCPU, 20*time.Minute, p))
+}
+
+// An executor that never reports the start does not hold a slot forever.
+func TestPendingTimesOut(t *testing.T) {
+	c, clk := newController(t, Config{FinishGrace: time.Minute})
+	ex := newExecutor()
+	ex.holdStart = true
+	defer c.RegisterExecutor(ex)()
+	id := mustAccept(t, c, req(policy.TargetOnCPU, 0, proc(1)))
+	clk.Add(time.Minute + time.Second)
+	if ti := state(t, c, id); ti.State != StateFailed || !strings.Contains(ti.Error, "did not start the task within 1m0s") {
+		t.Fatalf("task %+v", ti)
+	}
+	if ex.ctx(id).Err() == nil {
+		t.Fatal("context of a timed out start not cancelled")
+	}
+}
+
+func TestWaitStarted(t *testing.T) {
+	c, _ := newController(t, Config{})
+	ex := newExecutor()
+	ex.holdStart = true
+	defer c.RegisterExecutor(ex)()
+	id := mustAccept(t, c, req(policy.TargetOnCPU, 0, proc(1)))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if ti, err := c.WaitStarted(ctx, id); err != nil || ti.State != StatePending {
+		t.Fatalf("wait with nothing started: %+v %v", ti, err)
+	}
+	go ex.sink(id).Started()
+	if ti, err := c.WaitStarted(context.Background(), id); err != nil || ti.State != StateRunning {
+		t.Fatalf("wait: %+v %v", ti, err)
+	}
+	// A task cancelled while pending stops waiting too.
+	id2 := mustAccept(t, c, req(policy.TargetOnCPU, 0, proc(2)))
+	go func() { _, _ = c.Cancel(id2) }()
+	if ti, err := c.WaitStarted(context.Background(), id2); err != nil || ti.State != StateCancelled {
+		t.Fatalf("wait: %+v %v", ti, err)
+	}
+	if ex.ctx(id2).Err() == nil {
+		t.Fatal("pending task's context not cancelled")
+	}
+	if _, err := c.WaitStarted(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
 	}
 }
 
