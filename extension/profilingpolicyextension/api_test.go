@@ -2,11 +2,14 @@ package profilingpolicyextension
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +19,9 @@ import (
 	"go.opentelemetry.io/collector/component"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 func do(t *testing.T, method, url, contentType, body string, header ...string) (int, []byte, http.Header) {
@@ -91,6 +96,10 @@ func TestAPIRequestErrors(t *testing.T) {
 		{"unknown path", "GET", "/api/v2/tasks", "", "", 404, "no such endpoint: /api/v2/tasks"},
 		{"wrong method", "DELETE", "/api/v1/policies", "", "", 405, "method DELETE is not allowed on /api/v1/policies (allowed: GET)"},
 		{"get cancel", "GET", "/api/v1/tasks/x/cancel", "", "", 405, "allowed: POST"},
+		{"delete task", "DELETE", "/api/v1/tasks/x", "", "", 405, "method DELETE is not allowed on /api/v1/tasks/x (allowed: GET)"},
+		{"put tasks", "PUT", "/api/v1/tasks", "", "", 405, "(allowed: GET, POST)"},
+		{"post profile", "POST", "/api/v1/tasks/x/profile", "", "", 405, "(allowed: GET)"},
+		{"below a task", "GET", "/api/v1/tasks/x/y", "", "", 404, "no such endpoint: /api/v1/tasks/x/y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,4 +356,68 @@ func TestAPIRefusesKernelThreadsAndZombies(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	wantError(t, status, data, http.StatusUnprocessableEntity, "pid: process "+pid+" (true) is a zombie")
+}
+
+// A manual task for a pid names the process exactly as a policy task of
+// the processor does (attributes from procfs, identity from host.name,
+// process.pid and process.creation.time), so the two exclude each other.
+func TestManualTaskIdentityMatchesPolicyTasks(t *testing.T) {
+	e := startExtension(t, testConfig(), nil)
+	x := newExecutor()
+	defer e.RegisterExecutor(x)()
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	in, err := procfs.Lookup(procfs.Config{}, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the processor sends for this process: the receiver's resource
+	// attributes, and the identity parsed back from them.
+	attrs := in.Resource()
+	start, err := time.Parse(time.RFC3339Nano, attrs["process.creation.time"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromPolicy := control.Process{Host: attrs["host.name"].(string), PID: int(attrs["process.pid"].(int64)), StartTime: start.UTC(), Attributes: attrs}
+
+	manual, err := e.processByPID(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if manual.Key() != fromPolicy.Key() || !reflect.DeepEqual(manual.Attributes, fromPolicy.Attributes) {
+		t.Fatalf("manual process %+v\npolicy process %+v", manual, fromPolicy)
+	}
+
+	if _, err := e.RequestTask(control.TaskRequest{Policy: "p", Target: policy.TargetOnCPU, Duration: time.Minute,
+		Silence: time.Hour, Processes: []control.Process{fromPolicy}}); err != nil {
+		t.Fatal(err)
+	}
+	status, data, _ := do(t, "POST", e.baseURL()+"/api/v1/tasks", "application/json", `{"target":"on_cpu","pid":`+strconv.Itoa(pid)+`}`)
+	wantError(t, status, data, 409, "is already running for process "+fromPolicy.Key())
+}
+
+// A start that fails on the executor's goroutine answers the manual
+// request like a refusal, with the executor's reason.
+func TestManualTaskFailedStart(t *testing.T) {
+	e := startExtension(t, testConfig(), nil)
+	defer e.RegisterExecutor(failingExecutor{})()
+	status, data, _ := do(t, "POST", e.baseURL()+"/api/v1/tasks", "application/json", `{"target":"off_cpu","pid":`+strconv.Itoa(os.Getpid())+`}`)
+	ae := wantError(t, status, data, 409, "did not start: perf_event_open: permission denied")
+	if len(ae.Refused) != 1 || ae.Refused[0].Process.PID != os.Getpid() {
+		t.Fatalf("refused %+v", ae.Refused)
+	}
+}
+
+// failingExecutor fails every start from its own goroutine, as the
+// receiver does.
+type failingExecutor struct{}
+
+func (failingExecutor) Targets() []policy.Target { return policy.Targets }
+func (failingExecutor) StartTask(_ context.Context, _ control.Task, s dispatch.Sink) error {
+	go s.Done(errors.New("perf_event_open: permission denied"))
+	return nil
 }

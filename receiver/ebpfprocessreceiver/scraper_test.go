@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"reflect"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
@@ -219,4 +221,26 @@ func BenchmarkScrape(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(resources), "ns/resource")
 	b.ReportMetric(float64(resources), "resources")
+}
+
+// The resource a process's metrics carry is procfs's description of it,
+// which the extension's manual tasks use too.
+func TestResourceIsProcfsResource(t *testing.T) {
+	pid := startSleep(t, "OTEL_RESOURCE_ATTRIBUTES=service.name=res-svc,service.instance.id=r1")
+	s := newTestScraper(t, createDefaultConfig().(*Config))
+	md, err := s.scrape(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, ok := byPID(md)[int64(pid)]
+	if !ok {
+		t.Fatalf("no metrics for pid %d", pid)
+	}
+	in, err := procfs.Lookup(procfs.Config{}, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rm.Resource().Attributes().AsRaw(), in.Resource(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("metrics resource %v\nprocfs resource  %v", got, want)
+	}
 }
