@@ -17,7 +17,7 @@ import (
 )
 
 // requireJava skips (or in CI fails) when there is no JDK to run JVMs.
-func requireJava(t *testing.T) {
+func requireJava(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{"java", "javac"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -37,11 +37,17 @@ func requireJava(t *testing.T) {
 
 // startJVM runs the JSplit workload with extra JVM flags; cred, if set,
 // runs it as another user.
-func startJVM(t *testing.T, cred *syscall.Credential, flags ...string) *workload.Process {
+func startJVM(t testing.TB, cred *syscall.Credential, flags ...string) *workload.Process {
 	t.Helper()
-	cp := workload.BuildJava(t, "jit/JSplit.java")
-	args := append(append([]string{}, flags...), "-cp", cp, "JSplit")
-	cmd := exec.Command("java", args...)
+	return startJava(t, "JSplit", cred, flags)
+}
+
+// startJava runs the workload class main of testdata/workloads/jit/main.java.
+func startJava(t testing.TB, main string, cred *syscall.Credential, flags []string, args ...string) *workload.Process {
+	t.Helper()
+	cp := workload.BuildJava(t, "jit/"+main+".java")
+	cmdline := append(append(append([]string{}, flags...), "-cp", cp, main), args...)
+	cmd := exec.Command("java", cmdline...)
 	cmd.Dir = cp
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -49,7 +55,7 @@ func startJVM(t *testing.T, cred *syscall.Credential, flags ...string) *workload
 	return workload.StartCmd(t, cmd)
 }
 
-func cleanupJVMFiles(t *testing.T, tg *Target) {
+func cleanupJVMFiles(t testing.TB, tg *Target) {
 	t.Cleanup(func() {
 		os.Remove("/tmp/" + tg.PerfMapName())
 		os.Remove("/tmp/" + tg.SocketName())

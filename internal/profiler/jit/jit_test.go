@@ -305,7 +305,9 @@ func TestHotSpotAttachDisabled(t *testing.T) {
 func TestNodeInterpretedCallers(t *testing.T) {
 	require(t, "node", "perf")
 	script := filepath.Join(workload.Dir(t), "jit", "split.js")
-	w := workload.Start(t, mustLookPath(t, "node"), "--perf-basic-prof", "--interpreted-frames-native-stack", script)
+	cmd := exec.Command(mustLookPath(t, "node"), "--perf-basic-prof", "--interpreted-frames-native-stack", script)
+	cmd.Dir = t.TempDir() // V8 may leave an isolate log in its directory
+	w := workload.StartCmd(t, cmd)
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), -10)
 	t.Cleanup(func() { os.Remove(fmt.Sprintf("/tmp/perf-%d.map", w.PID())) })
 	m := measure(t, w.PID(), 8*time.Second)
