@@ -1,5 +1,7 @@
 # contprof: `make run` builds the otelcol-contprof distribution and runs it on
-# config/default.yaml; `make test` runs vet and every test.
+# config/default.yaml; `make test` runs vet and every test. Both first run
+# scripts/setup.sh, which (as root, on Debian) installs what is missing and
+# mounts tracefs, or says what is missing (CONTPROF_SKIP_SETUP=1 skips it).
 
 SHELL       := /bin/bash
 GO          ?= go
@@ -18,7 +20,7 @@ TEST_FLAGS  ?= -count=1 -p 1 -timeout 45m
 export GOFLAGS := -buildvcs=false
 export GOPROXY ?= https://proxy.golang.org,direct
 
-.PHONY: all run test bench vet generate check-generated collector tools clean
+.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate
 
 all: collector
 
@@ -40,12 +42,16 @@ $(COLLECTOR): $(BUILDER) builder-config.yaml $(GO_SOURCES)
 	@mkdir -p bin
 	cp build/otelcol-contprof/otelcol-contprof $(COLLECTOR)
 
-run: $(COLLECTOR)
+# ---- machine setup -----------------------------------------------------------
+setup-run setup-test setup-generate: setup-%:
+	@GO=$(GO) scripts/setup.sh $*
+
+run: setup-run $(COLLECTOR)
 	$(COLLECTOR) --config $(CONFIG) --feature-gates=service.profilesSupport
 
 # ---- code generation ---------------------------------------------------------
 # mdatagen for each component, bpf2go for each BPF program (needs clang).
-generate: $(MDATAGEN)
+generate: setup-generate $(MDATAGEN)
 	@for c in $(COMPONENTS); do (cd $$c && $(MDATAGEN) metadata.yaml) || exit 1; done
 	$(GO) generate ./bpf/...
 
@@ -61,10 +67,10 @@ check-generated: generate
 vet:
 	$(GO) vet ./...
 
-test: vet $(COLLECTOR)
+test: setup-test vet $(COLLECTOR)
 	$(GO) test $(TEST_FLAGS) ./...
 
-bench: $(COLLECTOR)
+bench: setup-test $(COLLECTOR)
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 clean:

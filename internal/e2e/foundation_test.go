@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"errors"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,8 +23,33 @@ func TestComponentsListed(t *testing.T) {
 	}
 }
 
-func TestDefaultConfigRunsAndStopsOnSIGTERM(t *testing.T) {
-	c := startCollector(t, filepath.Join(repoRoot(t), "config", "default.yaml"))
+// The default configuration starts next to another collector: one holding
+// the collector's default self-telemetry port 8888 (here, the test holds
+// it). Its API port, fixed for users, is moved to a free one so that the
+// test does not depend on it either.
+func TestFoundationDefaultConfigRunsNextToAnotherCollector(t *testing.T) {
+	l, err := net.Listen("tcp", ":8888")
+	switch {
+	case err == nil:
+		defer l.Close()
+	case errors.Is(err, syscall.EADDRINUSE):
+		t.Log("port 8888 is already held by another process on this machine")
+	default:
+		t.Fatalf("holding port 8888 as another collector would: %v", err)
+	}
+	def, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const api = "endpoint: localhost:7733"
+	if !strings.Contains(string(def), api) {
+		t.Fatalf("config/default.yaml has no %q", api)
+	}
+	cfg := filepath.Join(t.TempDir(), "default.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(def), api, "endpoint: 127.0.0.1:0", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCollector(t, cfg)
 	c.waitFor("Everything is ready", time.Minute)
 	// Let a few collection intervals pass so the pipelines really run.
 	time.Sleep(3 * time.Second)
