@@ -1,10 +1,8 @@
 package profilingpolicyextension
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,58 +15,6 @@ import (
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/testhelper/browser"
 )
-
-// consoleErrors collects what the page reports as broken: exceptions,
-// console errors, and refusals by the Content-Security-Policy.
-type consoleErrors struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func watchConsole(ctx context.Context) *consoleErrors {
-	ce := &consoleErrors{}
-	msgs := chromedp.Console(ctx)
-	go func() {
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			// The editor's invalid document is answered 422 on purpose.
-			expected := strings.Contains(m.Text, "status of 422")
-			if !expected && (m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy")) {
-				ce.mu.Lock()
-				ce.msgs = append(ce.msgs, m.String())
-				ce.mu.Unlock()
-			}
-		}
-	}()
-	return ce
-}
-
-func (ce *consoleErrors) check(t *testing.T) {
-	t.Helper()
-	ce.mu.Lock()
-	defer ce.mu.Unlock()
-	if len(ce.msgs) > 0 {
-		t.Fatalf("the page reported errors:\n%s", strings.Join(ce.msgs, "\n"))
-	}
-}
-
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
-}
-
-func waitJS(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
-		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
-	}
-}
 
 // TestUIAtScaleInBrowser loads every page with 1,000 monitored processes
 // and 2,000 tasks in the history: the tables stay virtualized, the
@@ -119,43 +65,43 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 		sink.Done(nil)
 	}
 	u := e.baseURL()
-	console := watchConsole(ctx)
+	console := browser.WatchConsole(ctx, "status of 422") // the editor's invalid document, on purpose
 
 	// Overview.
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/")); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "timeline of 2000 tasks", `window.__contprof && window.__contprof.timelineTasks === 2000`)
-	waitJS(t, ctx, "process rows", `document.querySelectorAll("#processes tbody tr").length > 5`)
-	drawMs := evalJS[float64](t, ctx, `window.__contprof.timelineMs`)
-	atMs := evalJS[float64](t, ctx, `window.__contprof.timelineAt`)
-	rows := evalJS[int](t, ctx, `document.querySelectorAll("#processes tbody tr, #tasks tbody tr").length`)
+	browser.Wait(t, ctx, 30*time.Second, "timeline of 2000 tasks", `window.__contprof && window.__contprof.timelineTasks === 2000`)
+	browser.Wait(t, ctx, 30*time.Second, "process rows", `document.querySelectorAll("#processes tbody tr").length > 5`)
+	drawMs := browser.Eval[float64](t, ctx, `window.__contprof.timelineMs`)
+	atMs := browser.Eval[float64](t, ctx, `window.__contprof.timelineAt`)
+	rows := browser.Eval[int](t, ctx, `document.querySelectorAll("#processes tbody tr, #tasks tbody tr").length`)
 	if rows > 200 {
 		t.Fatalf("%d table rows in the DOM for 1000 processes and 2000 tasks: not virtualized", rows)
 	}
-	weight := evalJS[float64](t, ctx, `performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource")).filter(e => !e.name.includes("/api/")).reduce((n, e) => n + e.encodedBodySize, 0)`)
+	weight := browser.Eval[float64](t, ctx, `performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource")).filter(e => !e.name.includes("/api/")).reduce((n, e) => n + e.encodedBodySize, 0)`)
 	t.Logf("overview: page weight %.1f KB (HTML+CSS+JS, uncompressed); 2000-task timeline drawn in %.1f ms, on screen %.0f ms after navigation (API fetch of 2000 tasks and 1000 processes included); %d table rows in the DOM",
 		weight/1024, drawMs, atMs, rows)
 	// Sort by PID (numbers sort descending first), filter by service.
 	if err := chromedp.Do(ctx, chromedp.Click(`#processes th:first-child`)); err != nil {
 		t.Fatal(err)
 	}
-	if first := evalJS[string](t, ctx, `document.querySelector("#processes tbody tr:not([style]) td").textContent`); first != "10999" {
+	if first := browser.Eval[string](t, ctx, `document.querySelector("#processes tbody tr:not([style]) td").textContent`); first != "10999" {
 		t.Fatalf("sorted by PID descending, first row %q", first)
 	}
 	if err := chromedp.Do(ctx, chromedp.SetValue(`#service-filter`, "svc-3"),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#service-filter").dispatchEvent(new Event("change"))`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "filter", `[...document.querySelectorAll("#processes tbody tr:not([style])")].every(r => r.children[1].textContent === "svc-3")`)
+	browser.Wait(t, ctx, 30*time.Second, "filter", `[...document.querySelectorAll("#processes tbody tr:not([style])")].every(r => r.children[1].textContent === "svc-3")`)
 	browser.Screenshot(t, ctx, artifacts, "overview")
 
 	// Task page with its flame graph.
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/tasks/"+firstID)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "flame graph", `document.querySelectorAll("#flame-svg g").length >= 4`)
-	text := evalJS[string](t, ctx, `document.querySelector("#flame-svg").textContent`)
+	browser.Wait(t, ctx, 30*time.Second, "flame graph", `document.querySelectorAll("#flame-svg g").length >= 4`)
+	text := browser.Eval[string](t, ctx, `document.querySelector("#flame-svg").textContent`)
 	for _, fn := range []string{"main.main", "main.burn", "do_syscall_64"} {
 		if !strings.Contains(text, fn) {
 			t.Fatalf("flame graph lacks %s: %q", fn, text)
@@ -164,11 +110,11 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.SendKeys(`#flame-search`, "burn")); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "search highlight", `[...document.querySelectorAll("#flame-svg g.match")].map(g => g.dataset.name).join() === "main.burn"`)
-	if c := evalJS[string](t, ctx, `document.querySelector(".cause").textContent`); !strings.Contains(c, "process_cpu ≥ 80") || !strings.Contains(c, "81, 92.50, 99") {
+	browser.Wait(t, ctx, 30*time.Second, "search highlight", `[...document.querySelectorAll("#flame-svg g.match")].map(g => g.dataset.name).join() === "main.burn"`)
+	if c := browser.Eval[string](t, ctx, `document.querySelector(".cause").textContent`); !strings.Contains(c, "process_cpu ≥ 80") || !strings.Contains(c, "81, 92.50, 99") {
 		t.Fatalf("cause shows %q", c)
 	}
-	if n := evalJS[int](t, ctx, `document.querySelectorAll("#flame-svg g.ft-kernel").length`); n != 1 {
+	if n := browser.Eval[int](t, ctx, `document.querySelectorAll("#flame-svg g.ft-kernel").length`); n != 1 {
 		t.Fatalf("%d kernel-coloured frames, want 1", n)
 	}
 	browser.Screenshot(t, ctx, artifacts, "task")
@@ -176,13 +122,13 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(`#flame-svg g.match rect`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "zoom", `(() => { const r = document.querySelector("#flame-svg g.match rect"); const svg = document.querySelector("#flame-svg"); return r && Math.abs(r.getBBox().width - svg.viewBox.baseVal.width) < 2; })()`)
+	browser.Wait(t, ctx, 30*time.Second, "zoom", `(() => { const r = document.querySelector("#flame-svg g.match rect"); const svg = document.querySelector("#flame-svg"); return r && Math.abs(r.getBBox().width - svg.viewBox.baseVal.width) < 2; })()`)
 
 	// Process page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/process?key="+hv.procs[5].Key())); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "process chart", `document.querySelectorAll("canvas.series").length === 1 && !!document.querySelector("#process-key")`)
+	browser.Wait(t, ctx, 30*time.Second, "process chart", `document.querySelectorAll("canvas.series").length === 1 && !!document.querySelector("#process-key")`)
 	browser.Screenshot(t, ctx, artifacts, "process")
 
 	// Policy editor: an invalid document shows the decoder's errors inline.
@@ -192,17 +138,17 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.SetValue(`#policy-doc`, "- name: x\n  target: gpu\n  items: []\n"), chromedp.Click(`#dry-run`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "inline errors", `document.querySelector("#policy-errors li") && document.querySelector("#policy-doc").classList.contains("invalid")`)
-	if msg := evalJS[string](t, ctx, `document.querySelector("#policy-errors").textContent`); !strings.Contains(msg, `"gpu"`) {
+	browser.Wait(t, ctx, 30*time.Second, "inline errors", `document.querySelector("#policy-errors li") && document.querySelector("#policy-doc").classList.contains("invalid")`)
+	if msg := browser.Eval[string](t, ctx, `document.querySelector("#policy-errors").textContent`); !strings.Contains(msg, `"gpu"`) {
 		t.Fatalf("inline error %q does not name the value", msg)
 	}
 	doc := "- name: busy\n  selector: { service.name: svc-3 }\n  target: on_cpu\n  items: [{ monitor: process_cpu, threshold: 95, period: 10, count: 1 }]\n"
 	if err := chromedp.Do(ctx, chromedp.SetValue(`#policy-doc`, doc), chromedp.Click(`#dry-run`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "dry-run result", `document.querySelectorAll("#dry-results ul.firings li").length === 50`)
+	browser.Wait(t, ctx, 30*time.Second, "dry-run result", `document.querySelectorAll("#dry-results ul.firings li").length === 50`)
 	browser.Screenshot(t, ctx, artifacts, "editor")
-	console.check(t)
+	console.Check(t)
 }
 
 // flameProfile is an on-CPU profile: main.main -> main.burn -> a syscall.

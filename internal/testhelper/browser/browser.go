@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,4 +98,76 @@ func Screenshot(t testing.TB, ctx context.Context, dir, name string) string {
 	}
 	t.Logf("screenshot %s: %s (%d KB)", name, p, len(png)/1024)
 	return p
+}
+
+// Errors collects what pages report as broken: uncaught exceptions, console
+// errors, failed loads and refusals by the Content-Security-Policy.
+type Errors struct {
+	mu     sync.Mutex
+	msgs   []string
+	ignore []string
+}
+
+// WatchConsole starts collecting the page's errors; messages containing one
+// of ignore (e.g. an HTTP status a test provokes) are expected.
+func WatchConsole(ctx context.Context, ignore ...string) *Errors {
+	ce := &Errors{ignore: ignore}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if !(m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy")) {
+				continue
+			}
+			expected := false
+			for _, s := range ce.ignore {
+				expected = expected || strings.Contains(m.Text, s)
+			}
+			if !expected {
+				ce.mu.Lock()
+				ce.msgs = append(ce.msgs, m.String())
+				ce.mu.Unlock()
+			}
+		}
+	}()
+	return ce
+}
+
+// Check fails the test if a page reported an error.
+func (ce *Errors) Check(t testing.TB) {
+	t.Helper()
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	if len(ce.msgs) > 0 {
+		t.Fatalf("the page reported errors:\n%s", strings.Join(ce.msgs, "\n"))
+	}
+}
+
+// Eval evaluates a JavaScript expression in the page.
+func Eval[T any](t testing.TB, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// Wait polls a JavaScript predicate (which must yield a boolean) until it
+// holds, for up to timeout.
+func Wait(t testing.TB, ctx context.Context, timeout time.Duration, what, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout))); err != nil {
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// Do runs actions, failing the test on error.
+func Do(t testing.TB, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
 }
