@@ -57,6 +57,18 @@ struct stack_event {
 	__u8 data[USTACK_MAX + USTACK_PAGE];
 };
 
+// An off-CPU block: thread tid, whose snapshot seq was sent at switch-out,
+// was off the CPU for ns (scaled by 1/p, as blocks).
+struct block_event {
+	__u32 kind;      // EVENT_BLOCK
+	__u32 pid;
+	__u32 tid;
+	__u32 _pad;
+	__u64 seq;
+	__u64 ns;
+	__u64 blocks;
+};
+
 #define STACK_EVENT_HEADER __builtin_offsetof(struct stack_event, data)
 
 // Scratch space for building a stack_event (too big for the BPF stack),
@@ -153,6 +165,18 @@ static __always_inline __u32 ustack_copy(struct stack_event *ev)
 	if (n > USTACK_MAX)
 		n = USTACK_MAX;
 	return STACK_EVENT_HEADER + n;
+}
+
+// ustack_output sends size bytes of data to ring buffer rb. User space
+// polls the ring a few times a second, so records do not wake it (a wake-up
+// costs the sampled CPU more than the copy) unless the ring is filling up.
+static __always_inline long ustack_output(void *rb, void *data, __u64 size)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(rb, BPF_RB_RING_SIZE) / 4)
+		flags = BPF_RB_FORCE_WAKEUP;
+	return bpf_ringbuf_output(rb, data, size, flags);
 }
 
 #endif

@@ -27,11 +27,20 @@
 // p = budget / rate (decided before the block's length is known) and its
 // time counted as time / p, so that totals and shares stay unbiased.
 // Threads that block rarely are always recorded (p = 1).
+//
+// Unwinding (unwind_user set, the default): at switch-out the program sends
+// the user registers, a copy of the top of the user stack and the kernel
+// stack to user space (see ustack.h), named by the switch-out time; at
+// switch-in it sends the block's time for that snapshot. User space unwinds
+// the snapshots with the binaries' DWARF call frame information and counts
+// the time; the stack and counts maps are then unused.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "contprof.h"
+#include "ustack.h"
 
 #define TASK_DEAD 0x80
 
@@ -46,6 +55,7 @@ enum stat_index {
 	STAT_KERNEL_STACK_LOST, // kernel stack not recorded
 	STAT_COUNT_LOST,        // counts map full: block dropped
 	STAT_UNSAMPLED,         // switch-outs skipped by the rate limit
+	STAT_EVENT_LOST,        // ring buffer full: snapshot or block dropped
 	STAT_MAX,
 };
 
@@ -100,6 +110,15 @@ struct {
 	__type(value, struct rate);
 } rates SEC(".maps");
 
+// Send stack snapshots and blocks to the ring buffer (see the top).
+volatile const __u32 unwind_user = 0;
+
+// Sized by user space before loading.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
 // Blocks shorter than this are not counted.
 volatile const __u64 min_block_ns = 0;
 
@@ -151,7 +170,18 @@ static __always_inline void switch_in(struct task_struct *next)
 			ns = delta * P_ONE / p16;
 			blocks = P_ONE / p16;
 		}
-		if (active_buf)
+		if (unwind_user) {
+			struct block_event be = {
+				.kind = EVENT_BLOCK,
+				.pid = st->pid,
+				.tid = tid,
+				.seq = st->ts,
+				.ns = ns,
+				.blocks = blocks,
+			};
+			if (ustack_output(&events, &be, sizeof(be)))
+				stat_inc(STAT_EVENT_LOST);
+		} else if (active_buf)
 			add_block(&counts_1, &key, ns, blocks);
 		else
 			add_block(&counts_0, &key, ns, blocks);
@@ -232,6 +262,35 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 	stat_inc(STAT_SWITCH_OUT);
 	__u32 buf = active_buf;
 	struct start st = { .pid = tgid, .stack_buf = buf, .p16 = p16 & 0xffff };
+	__u32 tid = prev->pid;
+	if (unwind_user) {
+		struct stack_event *ev = ustack_event();
+		if (!ev)
+			return;
+		ev->kind = EVENT_STACK;
+		ev->pid = tgid;
+		ev->tid = tid;
+		ev->p16 = st.p16;
+		long kb = bpf_get_stack(ctx, ev->kstack, sizeof(ev->kstack), 0);
+		ev->klen = kb > 0 ? (__u64)kb / 8 : 0;
+		__u32 size = ustack_copy(ev);
+		if (kb < 0) {
+			ev->flags |= USTACK_KERNEL_ERR;
+			stat_inc(STAT_KERNEL_STACK_LOST);
+		}
+		// Taken after the stacks, so their cost is not counted as
+		// off-CPU time; it names the snapshot.
+		st.ts = bpf_ktime_get_ns();
+		ev->seq = st.ts;
+		if (size > sizeof(*ev))
+			return;
+		if (ustack_output(&events, ev, size)) {
+			stat_inc(STAT_EVENT_LOST);
+			return;
+		}
+		bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);
+		return;
+	}
 	if (buf) {
 		st.user_stack_id = bpf_get_stackid(ctx, &stacks_1, BPF_F_USER_STACK);
 		st.kernel_stack_id = bpf_get_stackid(ctx, &stacks_1, 0);
@@ -245,7 +304,6 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 		stat_inc(STAT_KERNEL_STACK_LOST);
 	// Taken after the stacks, so their cost is not counted as off-CPU time.
 	st.ts = bpf_ktime_get_ns();
-	__u32 tid = prev->pid;
 	bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);
 }
 

@@ -33,6 +33,7 @@ const (
 	StatKernelStackLost
 	StatCountLost
 	StatUnsampled
+	StatEventLost
 	NumStats
 )
 
@@ -57,6 +58,12 @@ type Config struct {
 	// namespace; zero means the initial namespace (the fast path).
 	PIDNamespaceDev uint64
 	PIDNamespaceIno uint64
+	// Unwind makes the programs send user stack snapshots and blocks (see
+	// ustack.h) to the Events ring buffer; the stack and counts maps are
+	// then unused (and made minimal).
+	Unwind bool
+	// EventBytes sizes the ring buffer (a power of two, at least a page).
+	EventBytes uint32
 }
 
 // Objects are the loaded programs and maps.
@@ -71,19 +78,30 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
+	var cpus uint32
+	if n, err := ebpf.PossibleCPU(); err == nil {
+		cpus = uint32(n)
+	}
+	var unwind uint32
+	if cfg.Unwind {
+		unwind, cfg.StackEntries, cfg.CountEntries = 1, 1, 1
+	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{
 		Entries: map[string]uint32{
 			offcpuMapStacks0: cfg.StackEntries, offcpuMapStacks1: cfg.StackEntries,
 			offcpuMapCounts0: cfg.CountEntries, offcpuMapCounts1: cfg.CountEntries,
-			offcpuMapOffcpuStart: cfg.ThreadEntries,
-			offcpuMapTargetPids:  cfg.FilterWords,
+			offcpuMapOffcpuStart:   cfg.ThreadEntries,
+			offcpuMapTargetPids:    cfg.FilterWords,
+			offcpuMapEvents:        cfg.EventBytes,
+			offcpuMapUstackScratch: cpus,
 		},
 		Vars: map[string]any{
 			offcpuVarPidnsDev:        cfg.PIDNamespaceDev,
 			offcpuVarPidnsIno:        cfg.PIDNamespaceIno,
 			offcpuVarMinBlockNs:      cfg.MinBlockNs,
 			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
+			offcpuVarUnwindUser:      unwind,
 		},
 	}, &objs.offcpuObjects, "off-CPU profiler")
 	if err != nil {

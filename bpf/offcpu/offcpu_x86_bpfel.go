@@ -35,6 +35,29 @@ type offcpuRate struct {
 	_           [4]byte
 }
 
+type offcpuStackEvent struct {
+	_      structs.HostLayout
+	Kind   uint32
+	Pid    uint32
+	Tid    uint32
+	Flags  uint32
+	Seq    uint64
+	P16    uint32
+	Klen   uint32
+	Ip     uint64
+	Sp     uint64
+	Bp     uint64
+	Ulen   uint32
+	Nchain uint32
+	Chain  [32]struct {
+		_  structs.HostLayout
+		Fp uint64
+		Ra uint64
+	}
+	Kstack [127]uint64
+	Data   [36864]uint8
+}
+
 type offcpuStart struct {
 	_             structs.HostLayout
 	Ts            uint64
@@ -51,12 +74,14 @@ type offcpuStart struct {
 const (
 	offcpuMapCounts0         = "counts_0"
 	offcpuMapCounts1         = "counts_1"
+	offcpuMapEvents          = "events"
 	offcpuMapOffcpuStart     = "offcpu_start"
 	offcpuMapRates           = "rates"
 	offcpuMapStacks0         = "stacks_0"
 	offcpuMapStacks1         = "stacks_1"
 	offcpuMapStats           = "stats"
 	offcpuMapTargetPids      = "target_pids"
+	offcpuMapUstackScratch   = "ustack_scratch"
 	offcpuProgOffcpuExit     = "offcpu_exit"
 	offcpuProgOffcpuSwitch   = "offcpu_switch"
 	offcpuVarActiveBuf       = "active_buf"
@@ -64,6 +89,7 @@ const (
 	offcpuVarMinBlockNs      = "min_block_ns"
 	offcpuVarPidnsDev        = "pidns_dev"
 	offcpuVarPidnsIno        = "pidns_ino"
+	offcpuVarUnwindUser      = "unwind_user"
 )
 
 // loadOffcpu returns the embedded CollectionSpec for offcpu.
@@ -116,14 +142,16 @@ type offcpuProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type offcpuMapSpecs struct {
-	Counts0     *ebpf.MapSpec `ebpf:"counts_0"`
-	Counts1     *ebpf.MapSpec `ebpf:"counts_1"`
-	OffcpuStart *ebpf.MapSpec `ebpf:"offcpu_start"`
-	Rates       *ebpf.MapSpec `ebpf:"rates"`
-	Stacks0     *ebpf.MapSpec `ebpf:"stacks_0"`
-	Stacks1     *ebpf.MapSpec `ebpf:"stacks_1"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	TargetPids  *ebpf.MapSpec `ebpf:"target_pids"`
+	Counts0       *ebpf.MapSpec `ebpf:"counts_0"`
+	Counts1       *ebpf.MapSpec `ebpf:"counts_1"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	OffcpuStart   *ebpf.MapSpec `ebpf:"offcpu_start"`
+	Rates         *ebpf.MapSpec `ebpf:"rates"`
+	Stacks0       *ebpf.MapSpec `ebpf:"stacks_0"`
+	Stacks1       *ebpf.MapSpec `ebpf:"stacks_1"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
+	UstackScratch *ebpf.MapSpec `ebpf:"ustack_scratch"`
 }
 
 // offcpuVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,6 +163,7 @@ type offcpuVariableSpecs struct {
 	MinBlockNs      *ebpf.VariableSpec `ebpf:"min_block_ns"`
 	PidnsDev        *ebpf.VariableSpec `ebpf:"pidns_dev"`
 	PidnsIno        *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	UnwindUser      *ebpf.VariableSpec `ebpf:"unwind_user"`
 }
 
 // offcpuObjects contains all objects after they have been loaded into the kernel.
@@ -157,26 +186,30 @@ func (o *offcpuObjects) Close() error {
 //
 // It can be passed to loadOffcpuObjects or ebpf.CollectionSpec.LoadAndAssign.
 type offcpuMaps struct {
-	Counts0     *ebpf.Map `ebpf:"counts_0"`
-	Counts1     *ebpf.Map `ebpf:"counts_1"`
-	OffcpuStart *ebpf.Map `ebpf:"offcpu_start"`
-	Rates       *ebpf.Map `ebpf:"rates"`
-	Stacks0     *ebpf.Map `ebpf:"stacks_0"`
-	Stacks1     *ebpf.Map `ebpf:"stacks_1"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	TargetPids  *ebpf.Map `ebpf:"target_pids"`
+	Counts0       *ebpf.Map `ebpf:"counts_0"`
+	Counts1       *ebpf.Map `ebpf:"counts_1"`
+	Events        *ebpf.Map `ebpf:"events"`
+	OffcpuStart   *ebpf.Map `ebpf:"offcpu_start"`
+	Rates         *ebpf.Map `ebpf:"rates"`
+	Stacks0       *ebpf.Map `ebpf:"stacks_0"`
+	Stacks1       *ebpf.Map `ebpf:"stacks_1"`
+	Stats         *ebpf.Map `ebpf:"stats"`
+	TargetPids    *ebpf.Map `ebpf:"target_pids"`
+	UstackScratch *ebpf.Map `ebpf:"ustack_scratch"`
 }
 
 func (m *offcpuMaps) Close() error {
 	return _OffcpuClose(
 		m.Counts0,
 		m.Counts1,
+		m.Events,
 		m.OffcpuStart,
 		m.Rates,
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,
 		m.TargetPids,
+		m.UstackScratch,
 	)
 }
 
@@ -189,6 +222,7 @@ type offcpuVariables struct {
 	MinBlockNs      *ebpf.Variable `ebpf:"min_block_ns"`
 	PidnsDev        *ebpf.Variable `ebpf:"pidns_dev"`
 	PidnsIno        *ebpf.Variable `ebpf:"pidns_ino"`
+	UnwindUser      *ebpf.Variable `ebpf:"unwind_user"`
 }
 
 // offcpuPrograms contains all programs after they have been loaded into the kernel.

@@ -95,7 +95,7 @@ int oncpu_sample(struct bpf_perf_event_data *ctx)
 			ev->flags |= USTACK_KERNEL_ERR;
 		if (size > sizeof(*ev))
 			return 0;
-		if (bpf_ringbuf_output(&events, ev, size, 0))
+		if (ustack_output(&events, ev, size))
 			stat_inc(STAT_EVENT_LOST);
 		return 0;
 	}

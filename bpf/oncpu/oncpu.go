@@ -59,7 +59,8 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	var unwind uint32
 	if cfg.Unwind {
-		unwind = 1
+		// Counted in user space: the stack and counts maps are unused.
+		unwind, cfg.StackEntries, cfg.CountEntries = 1, 1, 1
 	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{

@@ -6,11 +6,14 @@
 //   cpu        one hot leaf called by caller_a, caller_b and caller_c in
 //              the ratio 6:3:1 of CPU time, forever
 //   deep N     recurse N frames deep (through recurse), then spin in the leaf
-//   sleep      block in libc: sleep_a in nanosleep (60 ms), read_b in read
-//              from a pipe a helper thread answers 30 ms later, sleep_c in
-//              nanosleep (10 ms): 6:3:1 of the main thread's time, forever
+//   sleep [U]  block in libc: sleep_a in nanosleep (6 U ms), read_b in read
+//              of a timerfd that expires 3 U ms later, sleep_c in nanosleep
+//              (U ms): 6:3:1 of the time, forever (U defaults to 10). Each
+//              block ends with one wake-up, so scheduling latency adds the
+//              same to each.
 // It prints "ready=0x1" first.
-#include <pthread.h>
+#include <stdint.h>
+#include <sys/timerfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +64,8 @@ __attribute__((noinline)) unsigned long recurse(int depth, unsigned long n)
 	return r + (unsigned long)depth;
 }
 
-static int req[2], reply[2];
+static int tfd;
+static long unit_ms = 10;
 
 __attribute__((noinline)) void nap(long ms)
 {
@@ -69,31 +73,19 @@ __attribute__((noinline)) void nap(long ms)
 	nanosleep(&ts, NULL);
 }
 
-__attribute__((noinline)) void sleep_a(void) { nap(60); sink++; }
+__attribute__((noinline)) void sleep_a(void) { nap(6 * unit_ms); sink++; }
 
-// read_b asks the helper thread for a byte, which comes 30 ms later.
+// read_b reads a timerfd armed to expire 3 units from now.
 __attribute__((noinline)) void read_b(void)
 {
-	char c = 'x';
-	if (write(req[1], &c, 1) != 1 || read(reply[0], &c, 1) != 1)
+	struct itimerspec its = { .it_value = { .tv_sec = 3 * unit_ms / 1000, .tv_nsec = (3 * unit_ms % 1000) * 1000000L } };
+	uint64_t expirations;
+	if (timerfd_settime(tfd, 0, &its, NULL) || read(tfd, &expirations, sizeof(expirations)) != sizeof(expirations))
 		exit(1);
 	sink++;
 }
 
-__attribute__((noinline)) void sleep_c(void) { nap(10); sink++; }
-
-static void *feeder(void *arg)
-{
-	(void)arg;
-	char c;
-	while (read(req[0], &c, 1) == 1) {
-		struct timespec ts = { 0, 30 * 1000000L };
-		nanosleep(&ts, NULL);
-		if (write(reply[1], &c, 1) != 1)
-			exit(1);
-	}
-	return NULL;
-}
+__attribute__((noinline)) void sleep_c(void) { nap(unit_ms); sink++; }
 
 int main(int argc, char **argv)
 {
@@ -112,13 +104,15 @@ int main(int argc, char **argv)
 		recurse(depth, 100000);
 	}
 	if (strcmp(mode, "sleep") == 0) {
-		pthread_t t;
-		if (pipe(req) || pipe(reply) || pthread_create(&t, NULL, feeder, NULL))
+		if (argc > 2)
+			unit_ms = atol(argv[2]);
+		tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+		if (tfd < 0)
 			return 1;
 		for (;;) {
-			sleep_a(); // 60 ms
-			read_b();  // ~30 ms: until the feeder's next byte
-			sleep_c(); // 10 ms
+			sleep_a();
+			read_b();
+			sleep_c();
 		}
 	}
 	fprintf(stderr, "unknown mode %s\n", mode);

@@ -52,6 +52,15 @@ type Options struct {
 	// (a thread switching 50,000 times a second is then sampled, one that
 	// blocks 100 times a second is recorded exactly).
 	MaxStacksPerSecond int
+	// FramePointersOnly makes the kernel walk user stacks by frame
+	// pointer (bpf_get_stackid), as before unwinding: code built without
+	// frame pointers then loses its callers.
+	FramePointersOnly bool
+	// MaxFrames is the most user frames of an unwound stack; default 127.
+	MaxFrames int
+	// EventBytes sizes the ring buffer of snapshots and blocks; default
+	// 8 MiB, a power of two in [64 KiB, 1 GiB].
+	EventBytes int
 
 	// forcePIDNamespace makes the program translate PIDs through the
 	// namespace helper even in the initial namespace (tests).
@@ -80,6 +89,7 @@ func (o *Options) validate() error {
 		{"thread_entries", &o.ThreadEntries, 16384},
 		{"max_pids", &o.MaxPIDs, 1024},
 		{"max_stacks_per_second", &o.MaxStacksPerSecond, DefaultMaxStacksPerSecond},
+		{"max_frames", &o.MaxFrames, 127},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def
@@ -87,6 +97,12 @@ func (o *Options) validate() error {
 		if *f.v < 1 || *f.v > 1<<20 {
 			return fmt.Errorf("off_cpu %s: %d is out of range [1, %d]", f.name, *f.v, 1<<20)
 		}
+	}
+	if o.EventBytes == 0 {
+		o.EventBytes = 8 << 20
+	}
+	if o.EventBytes&(o.EventBytes-1) != 0 || o.EventBytes < 64<<10 || o.EventBytes > 1<<30 {
+		return fmt.Errorf("off_cpu event_bytes: %d is not a power of two in [64 KiB, 1 GiB]", o.EventBytes)
 	}
 	return nil
 }
@@ -132,6 +148,7 @@ type kernel struct {
 	links    []link.Link
 	buf      stackprof.Buffers
 	minBlock time.Duration
+	uw       *unwinding // nil: frame pointers only
 }
 
 // Open loads the BPF programs and attaches them. Nothing is recorded until
@@ -153,6 +170,8 @@ func Open(opts Options) (_ *Profiler, err error) {
 		MaxStacksPerSecond: uint64(opts.MaxStacksPerSecond),
 		PIDNamespaceDev:    setup.PIDNamespaceDev,
 		PIDNamespaceIno:    setup.PIDNamespaceIno,
+		Unwind:             !opts.FramePointersOnly,
+		EventBytes:         uint32(opts.EventBytes),
 	})
 	if err != nil {
 		return nil, privilegeHint(err)
@@ -162,11 +181,17 @@ func Open(opts Options) (_ *Profiler, err error) {
 		Stacks: [2]*ebpf.Map{objs.Stacks0, objs.Stacks1},
 		Active: objs.ActiveBuf,
 	}}
+	p := stackprof.New[Block](stackprof.Config{Name: Target, Kind: profiles.OffCPU(), MaxPIDs: opts.MaxPIDs, Trim: trimTracing}, setup, k)
+	if !opts.FramePointersOnly {
+		if err := k.startUnwinding(p, opts.MaxFrames); err != nil {
+			_ = k.Close()
+			return nil, fmt.Errorf("off_cpu: read stack snapshots: %w", err)
+		}
+	}
 	if k.links, err = objs.Attach(); err != nil {
 		_ = k.Close()
 		return nil, privilegeHint(err)
 	}
-	p := stackprof.New[Block](stackprof.Config{Name: Target, Kind: profiles.OffCPU(), MaxPIDs: opts.MaxPIDs, Trim: trimTracing}, setup, k)
 	return &Profiler{Profiler: p, k: k}, nil
 }
 
@@ -190,6 +215,12 @@ func (k *kernel) stack(buf uint32, userID, kernelID int32) stackprof.Stack {
 // of that process still off the CPU are also counted (time since max(block
 // start, subscription start)), without being cleared.
 func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
+	if k.uw != nil {
+		if err := k.uw.collect(c, k.objs.OffcpuStart, k.minBlock); err != nil {
+			return fmt.Errorf("read blocked threads: %w", err)
+		}
+		return nil
+	}
 	// The program writes counts only into the active map: once the flip has
 	// settled, the old one is stable and can be read and cleared.
 	old, err := k.buf.Flip()
@@ -245,11 +276,19 @@ func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
 	return nil
 }
 
-func (k *kernel) Added(uint32) {}
+func (k *kernel) Added(tgid uint32) {
+	if k.uw != nil {
+		// Tables are built in the background: the task does not wait.
+		_ = k.uw.unw.Add(int(tgid))
+	}
+}
 
 // Forget drops the entries of threads of tgid still off the CPU: the
 // program no longer looks at them, they would stay until the threads exit.
 func (k *kernel) Forget(tgid uint32) {
+	if k.uw != nil {
+		k.uw.forget(tgid)
+	}
 	var tids []uint32
 	_ = stackprof.Scan(k.objs.OffcpuStart, func(tid *uint32, st *offcpubpf.Start) {
 		if st.Pid == tgid {
@@ -263,6 +302,9 @@ func (k *kernel) Forget(tgid uint32) {
 
 func (k *kernel) Close() error {
 	var errs []error
+	if k.uw != nil {
+		errs = append(errs, k.uw.stop())
+	}
 	for _, l := range k.links {
 		errs = append(errs, l.Close())
 	}
@@ -282,6 +324,9 @@ type Stats struct {
 	// Unsampled switch-outs were skipped by the stack budget (their time
 	// is represented by the sampled ones).
 	Unsampled uint64
+	// EventsLost are snapshots or blocks dropped because the ring buffer
+	// was full (unwinding only).
+	EventsLost uint64
 }
 
 // Stats reads the profiler-wide counters; a growing UserStacksLost or
@@ -303,6 +348,7 @@ func (p *Profiler) Stats() (Stats, error) {
 		KernelStacksLost: v[offcpubpf.StatKernelStackLost],
 		BlocksLost:       v[offcpubpf.StatCountLost],
 		Unsampled:        v[offcpubpf.StatUnsampled],
+		EventsLost:       v[offcpubpf.StatEventLost],
 	}, nil
 }
 

@@ -4,10 +4,7 @@ package oncpu
 
 import (
 	"errors"
-	"os"
 	"sync"
-
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/unwind"
@@ -18,10 +15,9 @@ import (
 // unset): it produces the samples' user stacks for the runtime. Samples are
 // counted in pending until the next collection.
 type unwinding struct {
-	p    *stackprof.Profiler[Count]
-	unw  *unwind.Unwinder
-	rd   *ringbuf.Reader
-	done chan struct{}
+	p   *stackprof.Profiler[Count]
+	unw *unwind.Unwinder
+	rd  *unwind.EventReader
 
 	mu      sync.Mutex
 	pending map[uint32]map[string]*unwound
@@ -33,60 +29,47 @@ type unwound struct {
 }
 
 func (k *kernel) startUnwinding(p *stackprof.Profiler[Count], maxFrames int) error {
-	rd, err := ringbuf.NewReader(k.objs.Events)
-	if err != nil {
-		return err
-	}
-	k.uw = &unwinding{
+	uw := &unwinding{
 		p:       p,
 		unw:     unwind.New(unwind.Options{MaxFrames: maxFrames}),
-		rd:      rd,
-		done:    make(chan struct{}),
 		pending: map[uint32]map[string]*unwound{},
 	}
-	go k.uw.read()
+	rd, err := unwind.NewEventReader(k.objs.Events, uw.handle)
+	if err != nil {
+		return errors.Join(err, uw.unw.Close())
+	}
+	uw.rd, k.uw = rd, uw
 	return nil
 }
 
 // stop ends the reader and the unwinder.
 func (uw *unwinding) stop() error {
-	err := uw.rd.Close()
-	<-uw.done
-	return errors.Join(err, uw.unw.Close())
+	return errors.Join(uw.rd.Close(), uw.unw.Close())
 }
 
-func (uw *unwinding) read() {
-	defer close(uw.done)
-	var rec ringbuf.Record
-	for {
-		if err := uw.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrClosed) {
-				return
-			}
-			continue
-		}
-		ev, err := unwind.DecodeStackEvent(rec.RawSample)
-		if err != nil || !uw.p.Wants(ev.PID) {
-			continue
-		}
-		st := stackprof.Stack{Kernel: ev.Kernel, KernelLost: ev.KernelErr}
-		if !ev.NoUser {
-			u := uw.unw.Unwind(int(ev.PID), &ev.User)
-			st.User, st.Truncated = u.PCs, u.Truncated
-		}
-		key := st.Key()
-		uw.mu.Lock()
-		acc := uw.pending[ev.PID]
-		if acc == nil {
-			acc = map[string]*unwound{}
-			uw.pending[ev.PID] = acc
-		}
-		if u := acc[key]; u != nil {
-			u.n++
-		} else {
-			acc[key] = &unwound{st: st, n: 1}
-		}
-		uw.mu.Unlock()
+// handle unwinds one snapshot and counts it.
+func (uw *unwinding) handle(raw []byte) {
+	ev, err := unwind.DecodeStackEvent(raw)
+	if err != nil || !uw.p.Wants(ev.PID) {
+		return
+	}
+	st := stackprof.Stack{Kernel: ev.Kernel, KernelLost: ev.KernelErr}
+	if !ev.NoUser {
+		u := uw.unw.Unwind(int(ev.PID), &ev.User)
+		st.User, st.Truncated = u.PCs, u.Truncated
+	}
+	key := st.Key()
+	uw.mu.Lock()
+	defer uw.mu.Unlock()
+	acc := uw.pending[ev.PID]
+	if acc == nil {
+		acc = map[string]*unwound{}
+		uw.pending[ev.PID] = acc
+	}
+	if u := acc[key]; u != nil {
+		u.n++
+	} else {
+		acc[key] = &unwound{st: st, n: 1}
 	}
 }
 
