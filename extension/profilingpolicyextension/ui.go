@@ -48,7 +48,7 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 		}
 		opt.Interval = time.Unix(sec, 0)
 	}
-	p, ok := e.tasks.PprofProfile(id)
+	p, intervals, ok := e.tasks.NeutralProfile(id)
 	if !ok {
 		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
 		if t.Profile.Dropped {
@@ -57,7 +57,7 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, msg)
 		return
 	}
-	tree, err := flame.Build(p, opt)
+	tree, err := flame.FromProfile(p, intervals, opt)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

@@ -241,20 +241,12 @@ func (s *profileStore) evictLocked(justAdded string) {
 	}
 }
 
-// profile converts the task's merged profile to pprof. Only the sample
-// slices are copied under the lock: frames are never modified once stored.
+// profile converts the task's merged profile to pprof.
 func (s *profileStore) profile(id string) (*profile.Profile, bool) {
-	s.mu.Lock()
-	e := s.entries[id]
-	if e == nil || e.merged == nil {
-		s.mu.Unlock()
+	p, intervals, ok := s.neutral(id)
+	if !ok {
 		return nil, false
 	}
-	p := *e.merged
-	p.Samples = slices.Clone(p.Samples)
-	intervals := slices.Clone(e.intervals)
-	s.mu.Unlock()
-
 	out := p.Pprof() // one pprof sample per sample, in order
 	for i, smp := range out.Sample {
 		if intervals[i] == 0 {
@@ -264,6 +256,21 @@ func (s *profileStore) profile(id string) (*profile.Profile, bool) {
 		smp.NumUnit = map[string][]string{flame.IntervalLabel: {"seconds"}}
 	}
 	return out, true
+}
+
+// neutral returns the task's merged profile and the report interval of
+// each sample. Only the sample slices are copied under the lock: frames are
+// never modified once stored.
+func (s *profileStore) neutral(id string) (*profiles.Profile, []int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[id]
+	if e == nil || e.merged == nil {
+		return nil, nil, false
+	}
+	p := *e.merged
+	p.Samples = slices.Clone(p.Samples)
+	return &p, slices.Clone(e.intervals), true
 }
 
 // pprof encodes the task's merged profile as gzip pprof.

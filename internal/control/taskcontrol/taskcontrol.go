@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/pprof/profile"
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
@@ -628,10 +627,11 @@ func (c *Controller) Profile(id string) ([]byte, bool, error) {
 	return c.profiles.pprof(id)
 }
 
-// PprofProfile returns the task's merged profile as pprof, not encoded
-// (for the web UI's flame graph); false when there is none.
-func (c *Controller) PprofProfile(id string) (*profile.Profile, bool) {
-	return c.profiles.profile(id)
+// NeutralProfile returns the task's merged profile in the neutral form,
+// whose frames keep their frame type, and the report interval (unix
+// seconds, 0 unknown) of each sample: what the web UI's flame graph draws.
+func (c *Controller) NeutralProfile(id string) (*profiles.Profile, []int64, bool) {
+	return c.profiles.neutral(id)
 }
 
 // Shutdown cancels every unfinished task; later requests are refused.

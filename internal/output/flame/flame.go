@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // IntervalLabel is the numeric sample label (unix seconds) that marks the
-// report interval a sample came from; the receiver sets it so that a task's
-// merged profile can still be shown one interval at a time (and pprof users
-// can -tagfocus on it).
+// report interval a sample came from in a task's pprof download, so that
+// the merged profile can still be shown one interval at a time (and pprof
+// users can -tagfocus on it).
 const IntervalLabel = "contprof.interval.start"
 
 // kernelMapping is the mapping file of kernel frames.
@@ -62,17 +64,120 @@ type Options struct {
 	MaxNodes int
 }
 
-// Build makes the tree of p. It uses the profile's default sample type
-// (e.g. cpu nanoseconds of an on-CPU profile), else its last one.
-func Build(p *profile.Profile, opt Options) (*Tree, error) {
-	if p == nil || len(p.SampleType) == 0 {
-		return nil, fmt.Errorf("profile has no sample type")
-	}
+// builder grows a tree one stack at a time.
+type builder struct {
+	t        *Tree
+	opt      Options
+	seen     map[int64]bool
+	children map[*Node]map[frame]*Node
+}
+
+func newBuilder(sampleType, unit string, opt Options) *builder {
 	if opt.MinFraction <= 0 {
 		opt.MinFraction = 1.0 / 5000
 	}
 	if opt.MaxNodes <= 0 {
 		opt.MaxNodes = 20000
+	}
+	return &builder{
+		t:   &Tree{Root: &Node{Name: "all"}, SampleType: sampleType, Unit: unit, Interval: opt.Interval},
+		opt: opt, seen: map[int64]bool{}, children: map[*Node]map[frame]*Node{},
+	}
+}
+
+// keep records the sample's report interval (0: unknown) and says whether
+// the tree shows it.
+func (b *builder) keep(iv int64) bool {
+	if iv != 0 && !b.seen[iv] {
+		b.seen[iv] = true
+		b.t.Intervals = append(b.t.Intervals, time.Unix(iv, 0).UTC())
+	}
+	return b.opt.Interval.IsZero() || (iv != 0 && iv == b.opt.Interval.Unix())
+}
+
+// add adds value v along a stack given root first.
+func (b *builder) add(v int64, stack []frame) {
+	if v <= 0 {
+		return
+	}
+	n := b.t.Root
+	n.Value += v
+	for _, f := range stack {
+		kids := b.children[n]
+		if kids == nil {
+			kids = map[frame]*Node{}
+			b.children[n] = kids
+		}
+		c := kids[f]
+		if c == nil {
+			c = &Node{Name: f.name, Type: f.typ}
+			kids[f] = c
+			n.Kids = append(n.Kids, c)
+		}
+		c.Value += v
+		n = c
+	}
+}
+
+func (b *builder) done() *Tree {
+	t := b.t
+	slices.SortFunc(t.Intervals, func(a, b time.Time) int { return a.Compare(b) })
+	t.Nodes = 1
+	t.prune(t.Root, int64(float64(t.Root.Value)*b.opt.MinFraction), b.opt.MaxNodes)
+	return t
+}
+
+// FromProfile makes the tree of a task's merged profile in the neutral
+// form, whose frames carry their exact frame type; intervals[i] is the
+// report interval (unix seconds, 0 unknown) of p.Samples[i], or nil.
+func FromProfile(p *profiles.Profile, intervals []int64, opt Options) (*Tree, error) {
+	if p == nil {
+		return nil, fmt.Errorf("no profile")
+	}
+	unit := p.Kind.SampleUnit
+	sampleType := p.Kind.SampleType
+	scale := int64(1)
+	if p.Kind.Period > 0 && p.Kind.SampleUnit == "count" {
+		// As the pprof download shows it: time, not sample counts.
+		sampleType, unit, scale = p.Kind.PeriodType, p.Kind.PeriodUnit, p.Kind.Period
+	}
+	b := newBuilder(sampleType, unit, opt)
+	var stack []frame
+	for i, s := range p.Samples {
+		var iv int64
+		if i < len(intervals) {
+			iv = intervals[i]
+		}
+		if !b.keep(iv) {
+			continue
+		}
+		stack = stack[:0]
+		for j := len(s.Frames) - 1; j >= 0; j-- { // leaf first in the profile
+			f := &s.Frames[j]
+			name := f.Function
+			if name == "" {
+				name = addressName(f.Address, f.Mapping)
+			}
+			stack = append(stack, frame{name: name, typ: string(f.Type)})
+		}
+		b.add(s.Value*scale, stack)
+	}
+	return b.done(), nil
+}
+
+func addressName(addr uint64, m *profiles.Mapping) string {
+	if m != nil && m.File != "" {
+		return fmt.Sprintf("%s+0x%x", path.Base(m.File), addr-m.Start+m.Offset)
+	}
+	return fmt.Sprintf("0x%x", addr)
+}
+
+// Build makes the tree of a pprof profile (frame types recovered as
+// frameType says). It uses the profile's default sample type (e.g. cpu
+// nanoseconds of an on-CPU profile), else its last one.
+func Build(p *profile.Profile, opt Options) (*Tree, error) {
+	if p == nil || len(p.SampleType) == 0 {
+		return nil, fmt.Errorf("profile has no sample type")
 	}
 	vi := len(p.SampleType) - 1
 	if p.DefaultSampleType != "" {
@@ -82,28 +187,15 @@ func Build(p *profile.Profile, opt Options) (*Tree, error) {
 			}
 		}
 	}
-	t := &Tree{Root: &Node{Name: "all"}, SampleType: p.SampleType[vi].Type, Unit: p.SampleType[vi].Unit, Interval: opt.Interval}
-	seen := map[int64]bool{}
+	b := newBuilder(p.SampleType[vi].Type, p.SampleType[vi].Unit, opt)
 	names := map[*profile.Location][]frame{}
-	children := map[*Node]map[frame]*Node{}
+	var stack []frame
 	for _, s := range p.Sample {
-		if iv, ok := intervalOf(s); ok {
-			if !seen[iv] {
-				seen[iv] = true
-				t.Intervals = append(t.Intervals, time.Unix(iv, 0).UTC())
-			}
-			if !opt.Interval.IsZero() && iv != opt.Interval.Unix() {
-				continue
-			}
-		} else if !opt.Interval.IsZero() {
+		iv, _ := intervalOf(s)
+		if !b.keep(iv) {
 			continue
 		}
-		v := s.Value[vi]
-		if v <= 0 {
-			continue
-		}
-		n := t.Root
-		n.Value += v
+		stack = stack[:0]
 		// Locations are leaf first; a location's lines are innermost first.
 		for i := len(s.Location) - 1; i >= 0; i-- {
 			loc := s.Location[i]
@@ -113,27 +205,12 @@ func Build(p *profile.Profile, opt Options) (*Tree, error) {
 				names[loc] = fs
 			}
 			for j := len(fs) - 1; j >= 0; j-- {
-				kids := children[n]
-				if kids == nil {
-					kids = map[frame]*Node{}
-					children[n] = kids
-				}
-				c := kids[fs[j]]
-				if c == nil {
-					c = &Node{Name: fs[j].name, Type: fs[j].typ}
-					kids[fs[j]] = c
-					n.Kids = append(n.Kids, c)
-				}
-				c.Value += v
-				n = c
+				stack = append(stack, fs[j])
 			}
 		}
+		b.add(s.Value[vi], stack)
 	}
-	slices.SortFunc(t.Intervals, func(a, b time.Time) int { return a.Compare(b) })
-	min := int64(float64(t.Root.Value) * opt.MinFraction)
-	t.Nodes = 1
-	t.prune(t.Root, min, opt.MaxNodes)
-	return t, nil
+	return b.done(), nil
 }
 
 // prune drops children below min (their value stays in the parent as self
@@ -172,11 +249,11 @@ type frame struct{ name, typ string }
 // frames names the frames of one location, innermost first.
 func frames(loc *profile.Location) []frame {
 	if len(loc.Line) == 0 {
-		name := fmt.Sprintf("0x%x", loc.Address)
-		if loc.Mapping != nil && loc.Mapping.File != "" {
-			name = path.Base(loc.Mapping.File) + "+" + fmt.Sprintf("0x%x", loc.Address-loc.Mapping.Start+loc.Mapping.Offset)
+		var m *profiles.Mapping
+		if loc.Mapping != nil {
+			m = &profiles.Mapping{File: loc.Mapping.File, Start: loc.Mapping.Start, Offset: loc.Mapping.Offset}
 		}
-		return []frame{{name: name, typ: frameType(loc, "")}}
+		return []frame{{name: addressName(loc.Address, m), typ: frameType(loc, "")}}
 	}
 	out := make([]frame, 0, len(loc.Line))
 	for _, l := range loc.Line {
@@ -221,22 +298,4 @@ func jitType(name string) string {
 		return "jvm"
 	}
 	return "native"
-}
-
-// MarkInterval labels every sample of one report interval's profile with
-// the interval's start, so that merging a task's intervals keeps them apart.
-func MarkInterval(p *profile.Profile, start time.Time) {
-	if p == nil || start.IsZero() {
-		return
-	}
-	for _, s := range p.Sample {
-		if s.NumLabel == nil {
-			s.NumLabel = map[string][]int64{}
-		}
-		s.NumLabel[IntervalLabel] = []int64{start.Unix()}
-		if s.NumUnit == nil {
-			s.NumUnit = map[string][]string{}
-		}
-		s.NumUnit[IntervalLabel] = []string{"seconds"}
-	}
 }

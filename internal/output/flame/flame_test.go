@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // testProfile has two intervals; main -> work -> (hot | cold) in a Go
@@ -38,7 +40,7 @@ func testProfile(t *testing.T) *profile.Profile {
 	}
 	add := func(iv int64, v int64, locs ...*profile.Location) {
 		s := &profile.Sample{Value: []int64{v, v * 10}, Location: locs}
-		MarkInterval(&profile.Profile{Sample: []*profile.Sample{s}}, time.Unix(iv, 0))
+		s.NumLabel = map[string][]int64{IntervalLabel: {iv}}
 		p.Sample = append(p.Sample, s)
 	}
 	add(100, 60, lSys, lHot, lWork, lMain)
@@ -155,5 +157,44 @@ func TestFrameTypesOfJITNames(t *testing.T) {
 func TestBuildRejectsEmpty(t *testing.T) {
 	if _, err := Build(&profile.Profile{}, Options{}); err == nil {
 		t.Fatal("no error for a profile without sample types")
+	}
+}
+
+func TestFromProfileKeepsFrameTypesAndIntervals(t *testing.T) {
+	libc := &profiles.Mapping{File: "/usr/lib/libc.so.6", Start: 0x1000}
+	p := &profiles.Profile{
+		Kind: profiles.OnCPU(100), // 10 ms per sample
+		Samples: []profiles.Sample{
+			{Value: 3, Frames: []profiles.Frame{
+				{Function: "do_syscall_64", Type: profiles.FrameKernel},
+				{Function: "Ljava/lang/Thread;::run", Type: profiles.FrameJVM},
+				{Address: 0x1234, Mapping: libc, Type: profiles.FrameNative},
+			}},
+			{Value: 1, Frames: []profiles.Frame{
+				{Function: "handler", Type: profiles.FrameV8JS},
+				{Address: 0x1234, Mapping: libc, Type: profiles.FrameNative},
+			}},
+		},
+	}
+	tr, err := FromProfile(p, []int64{100, 160}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.SampleType != "cpu" || tr.Unit != "nanoseconds" || tr.Root.Value != 40_000_000 {
+		t.Fatalf("%s/%s %d: want cpu/nanoseconds 40ms", tr.SampleType, tr.Unit, tr.Root.Value)
+	}
+	if n := find(tr.Root, "libc.so.6+0x234", "Ljava/lang/Thread;::run", "do_syscall_64"); n == nil || n.Type != "kernel" || n.Value != 30_000_000 {
+		t.Fatalf("kernel leaf %+v", n)
+	}
+	if n := find(tr.Root, "libc.so.6+0x234", "handler"); n == nil || n.Type != "v8js" {
+		t.Fatalf("v8js frame %+v (the type comes from the frame, not its name)", n)
+	}
+	tr, _ = FromProfile(p, []int64{100, 160}, Options{Interval: time.Unix(160, 0)})
+	if tr.Root.Value != 10_000_000 || len(tr.Intervals) != 2 {
+		t.Fatalf("interval 160: %d, intervals %v", tr.Root.Value, tr.Intervals)
+	}
+	off := &profiles.Profile{Kind: profiles.OffCPU(), Samples: []profiles.Sample{{Value: 5e6, Frames: []profiles.Frame{{Function: "futex_wait", Type: profiles.FrameKernel}}}}}
+	if tr, _ = FromProfile(off, nil, Options{}); tr.SampleType != "events" || tr.Unit != "nanoseconds" || tr.Root.Value != 5e6 {
+		t.Fatalf("off-CPU: %s/%s %d", tr.SampleType, tr.Unit, tr.Root.Value)
 	}
 }
