@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,5 +210,64 @@ func TestParseAnswer(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("parseAnswer(%q) = %+v, %v", c.in, got, err)
 		}
+	}
+}
+
+func TestCompiledFrames(t *testing.T) {
+	requireJava(t)
+	jvm := startJVM(t, nil)
+	tg, err := Find(Options{}, jvm.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupJVMFiles(t, tg)
+	vms, err := ReadVMStructs(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d VM struct fields; CodeBlob::_frame_size at %d", len(vms), vms["CodeBlob::_frame_size"])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := DumpPerfMap(ctx, Options{}, tg); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(tg.TmpPath(tg.PerfMapName()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code []CompiledFrame
+	spin := map[uint64]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, " ", 3)
+		if len(f) < 3 || !strings.Contains(f[2], "(") {
+			continue
+		}
+		a, _ := strconv.ParseUint(strings.TrimPrefix(f[0], "0x"), 16, 64)
+		n, _ := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+		code = append(code, CompiledFrame{Start: a, End: a + n})
+		if strings.Contains(f[2], "JSplit.spin") {
+			spin[a] = true
+		}
+	}
+	frames, err := CompiledFrames(tg, vms, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("frame sizes of %d of %d compiled methods", len(frames), len(code))
+	if len(frames) < len(code)*9/10 {
+		t.Errorf("found %d of %d", len(frames), len(code))
+	}
+	nspin := 0
+	for _, f := range frames {
+		if spin[f.Start] {
+			t.Logf("spin: %#x-%#x frame %d bytes", f.Start, f.End, f.Size)
+			nspin++
+		}
+		if f.Size < 16 || f.Size > 4096 || f.Size%8 != 0 {
+			t.Errorf("implausible frame size %d at %#x", f.Size, f.Start)
+		}
+	}
+	if nspin == 0 {
+		t.Error("no frame size for JSplit.spin")
 	}
 }

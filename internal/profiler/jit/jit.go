@@ -33,6 +33,7 @@ import (
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/hotspot"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/profiler/unwind"
 )
 
 // Profile attributes a task's profiles carry for a JIT runtime.
@@ -249,8 +250,12 @@ func (s *Session) runHotSpot(ctx context.Context, tg *hotspot.Target, log *zap.L
 		s.mu.Unlock()
 	}
 	note := "JIT-compiled methods named from Compiler.perfmap; interpreted frames show as Interpreter"
+	var frames *hotspotFrames
 	if !s.preservesFramePointer(ctx, tg) {
-		note += "; the JVM runs without -XX:+PreserveFramePointer, so stacks end at the first compiled Java frame (its callers are missing)"
+		frames, note = s.frameSizes(tg, mapPath, note, log)
+	}
+	if frames != nil {
+		defer unwind.RegisterJITFrames(s.pid, frames)()
 	}
 	s.set(RuntimeHotSpot, StatusOK, note)
 	log.Info("JVM perf map written through the attach mechanism", zap.Duration("took", time.Since(start)), zap.String("perf_map", mapPath))
@@ -262,11 +267,34 @@ func (s *Session) runHotSpot(ctx context.Context, tg *hotspot.Target, log *zap.L
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := s.dump(ctx, tg); err != nil && ctx.Err() == nil {
-				log.Debug("JVM perf map refresh failed", zap.Error(err))
+			if err := s.dump(ctx, tg); err != nil {
+				if ctx.Err() == nil {
+					log.Debug("JVM perf map refresh failed", zap.Error(err))
+				}
+				continue
+			}
+			if frames != nil {
+				if err := frames.update(mapPath); err != nil {
+					log.Debug("JVM frame sizes not refreshed", zap.Error(err))
+				}
 			}
 		}
 	}
+}
+
+// frameSizes prepares unwinding through compiled frames of a JVM without
+// -XX:+PreserveFramePointer from the frame sizes it publishes
+// (gHotSpotVMStructs), and says how stacks will look.
+func (s *Session) frameSizes(tg *hotspot.Target, mapPath, note string, log *zap.Logger) (*hotspotFrames, string) {
+	vms, err := hotspot.ReadVMStructs(tg)
+	if err == nil {
+		frames := &hotspotFrames{tg: tg, vms: vms}
+		if err = frames.update(mapPath); err == nil {
+			return frames, note + "; the JVM runs without -XX:+PreserveFramePointer: on-CPU stacks go through compiled frames by the frame sizes HotSpot publishes (gHotSpotVMStructs); stacks of other profilers end at the first compiled Java frame"
+		}
+	}
+	log.Info("JVM compiled frame sizes unavailable", zap.Error(err))
+	return nil, note + "; the JVM runs without -XX:+PreserveFramePointer, so stacks end at the first compiled Java frame (its callers are missing): " + err.Error()
 }
 
 // dump has the JVM rewrite its perf map and the symbolizer read it anew.

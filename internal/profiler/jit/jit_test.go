@@ -259,20 +259,21 @@ func TestHotSpotPreserveFramePointer(t *testing.T) {
 }
 
 // Without -XX:+PreserveFramePointer compiled Java code uses rbp as a
-// general register: the frame-pointer walk names the leaf (spin) and
-// stops there. The test states the attribution reached.
+// general register: a frame-pointer walk (perf record -g) names the leaf
+// (spin) and stops there. The on-CPU unwinder goes on through compiled
+// frames with the frame sizes the JVM publishes, and reaches the callers.
 func TestHotSpotWithoutFlags(t *testing.T) {
 	require(t, "java", "javac", "perf")
 	jvm := startJVM(t)
 	m := measure(t, jvm.PID(), 8*time.Second)
 	m.checkShares(t, []string{`^long JSplit\.spin\(long\)$`}, []float64{1}, true)
-	// The callers: whatever the walk reaches, as perf does.
-	m.checkShares(t, javaMethods, []float64{-1, -1, -1}, true)
+	m.checkShares(t, javaMethods, []float64{0.6, 0.3, 0.1}, false)
+	m.checkShares(t, []string{`^Interpreter$`}, []float64{1}, false)
 	rt, status, note := m.session.Status()
 	if rt != RuntimeHotSpot || status != StatusOK || !strings.Contains(note, "without -XX:+PreserveFramePointer") {
 		t.Errorf("session: %s %s %q", rt, status, note)
 	}
-	if note, _ := m.profile.Attributes[AttrNote].(string); !strings.Contains(note, "callers are missing") {
+	if note, _ := m.profile.Attributes[AttrNote].(string); !strings.Contains(note, "frame sizes HotSpot publishes") {
 		t.Errorf("profile note %q", note)
 	}
 }

@@ -342,7 +342,14 @@ func (ps *procSource) ruleFor(pc uint64) (rule, bool, bool) {
 		return rule{}, false, false
 	}
 	e := m.e
-	if e == nil || e.state != stateReady {
+	if e == nil {
+		// JIT code: by its frame size when the runtime published it.
+		if r, ok := jitRule(ps.pid, pc); ok {
+			return r, true, false
+		}
+		return rule{kind: kindNone}, true, false
+	}
+	if e.state != stateReady {
 		return rule{kind: kindNone}, true, false
 	}
 	if e.table.GoFramePointers {
