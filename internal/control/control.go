@@ -90,7 +90,7 @@ func (p Process) Key() string {
 	return p.Host + "/" + itoa(p.PID) + "/" + itoa(int(p.StartTime.UnixNano()))
 }
 
-// InstanceKey is the service instance of DESIGN.md: service.instance.id,
+// InstanceKey is the service instance (docs/design.md, "Window semantics"): service.instance.id,
 // else k8s.pod.uid, else container.id, else host + service.name.
 func (p Process) InstanceKey() string {
 	for _, k := range []string{"service.instance.id", "k8s.pod.uid", "container.id"} {

@@ -6,7 +6,7 @@ import (
 )
 
 // testConfig describes a collector configuration of the distribution: the
-// three contprof components wired as DESIGN.md shows, with what a scenario
+// three contprof components wired as docs/design.md shows, with what a scenario
 // varies.
 type testConfig struct {
 	// Policies is the YAML list of inline policies (may be empty).

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Limits of the policy model (DESIGN.md, "Policy model").
+// Limits of the policy model (docs/design.md, "Policy model").
 const (
 	MinDuration = time.Second
 	MaxDuration = time.Hour

@@ -3,7 +3,7 @@
 // collector: the processor feeds it values already in policy units (percent,
 // threads, load, milliseconds) and turns its triggers into task requests.
 //
-// Semantics (DESIGN.md):
+// Semantics (docs/design.md, "Window semantics"):
 //   - one slot per second, stamped by the data point time (unix seconds);
 //     a second without data never counts as crossing;
 //   - an item looks at its own period, the Period seconds ending at the second
