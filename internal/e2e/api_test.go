@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -81,6 +82,21 @@ func waitTask(t testing.TB, api string, timeout time.Duration, pred func(apiTask
 		return false
 	})
 	return found
+}
+
+// downloadProfile fetches the merged profile of a task (gzipped pprof).
+func downloadProfile(t testing.TB, api, id string) []byte {
+	t.Helper()
+	resp, err := http.Get(api + "/api/v1/tasks/" + id + "/profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("profile download: %s: %s", resp.Status, raw)
+	}
+	return raw
 }
 
 func apiURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,15 +86,7 @@ func TestOffCPUTaskThroughCollector(t *testing.T) {
 	if done.State != "finished" {
 		t.Fatalf("task ended %s: %s", done.State, done.Error)
 	}
-	resp, err := http.Get(api + "/api/v1/tasks/" + task.ID + "/profile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("profile download: %s: %s", resp.Status, raw)
-	}
+	raw := downloadProfile(t, api, task.ID)
 	if _, err := profile.Parse(bytes.NewReader(raw)); err != nil {
 		t.Fatalf("downloaded profile does not parse: %v", err)
 	}

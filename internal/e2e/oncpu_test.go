@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,15 +105,7 @@ func TestOnCPUClosedLoop(t *testing.T) {
 	// Wait for the task's end, then the merged profile downloads as pprof
 	// and attributes the CPU to hot_a/hot_b.
 	waitTask(t, api, 40*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State == "finished" })
-	resp, err := http.Get(api + "/api/v1/tasks/" + task.ID + "/profile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("profile download: %s: %s", resp.Status, raw)
-	}
+	raw := downloadProfile(t, api, task.ID)
 	prof, err := profile.Parse(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("downloaded profile does not parse: %v", err)

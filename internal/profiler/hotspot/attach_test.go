@@ -56,6 +56,18 @@ func startJava(t testing.TB, main string, cred *syscall.Credential, flags []stri
 	return workload.StartCmd(t, cmd)
 }
 
+// findJVM describes a started JVM; its perf map and attach socket are
+// removed at cleanup.
+func findJVM(t testing.TB, jvm *workload.Process) *Target {
+	t.Helper()
+	tg, err := Find(Options{}, jvm.PID())
+	if err != nil {
+		t.Fatalf("Find: %v", err)
+	}
+	cleanupJVMFiles(t, tg)
+	return tg
+}
+
 func cleanupJVMFiles(t testing.TB, tg *Target) {
 	t.Cleanup(func() {
 		os.Remove("/tmp/" + tg.PerfMapName())
@@ -76,11 +88,7 @@ func TestDumpPerfMap(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			jvm := startJVM(t, c.cred)
-			tg, err := Find(Options{}, jvm.PID())
-			if err != nil {
-				t.Fatalf("Find: %v", err)
-			}
-			cleanupJVMFiles(t, tg)
+			tg := findJVM(t, jvm)
 			if tg.NSPID != jvm.PID() || !strings.HasSuffix(tg.LibJVM, "/libjvm.so") {
 				t.Errorf("target %+v", tg)
 			}
@@ -116,12 +124,7 @@ func TestDumpPerfMap(t *testing.T) {
 
 func TestUnknownCommandIsTooOld(t *testing.T) {
 	requireJava(t)
-	jvm := startJVM(t, nil)
-	tg, err := Find(Options{}, jvm.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanupJVMFiles(t, tg)
+	tg := findJVM(t, startJVM(t, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// What a JDK 11 answers to Compiler.perfmap.
@@ -138,12 +141,8 @@ func TestUnknownCommandIsTooOld(t *testing.T) {
 func TestAttachDisabled(t *testing.T) {
 	requireJava(t)
 	jvm := startJVM(t, nil, "-XX:+DisableAttachMechanism")
-	tg, err := Find(Options{}, jvm.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanupJVMFiles(t, tg)
-	err = DumpPerfMap(context.Background(), Options{}, tg)
+	tg := findJVM(t, jvm)
+	err := DumpPerfMap(context.Background(), Options{}, tg)
 	if !errors.Is(err, ErrAttachDisabled) {
 		t.Fatalf("DumpPerfMap: %v, want ErrAttachDisabled", err)
 	}
@@ -166,12 +165,8 @@ func TestNoListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	jvm := workload.StartCmd(t, exec.Command("java", "@"+argfile, "-cp", cp, "JSplit"))
-	tg, err := Find(Options{}, jvm.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanupJVMFiles(t, tg)
-	err = DumpPerfMap(context.Background(), Options{ListenerTimeout: 2 * time.Second}, tg)
+	tg := findJVM(t, jvm)
+	err := DumpPerfMap(context.Background(), Options{ListenerTimeout: 2 * time.Second}, tg)
 	if !errors.Is(err, ErrNoListener) {
 		t.Fatalf("DumpPerfMap: %v, want ErrNoListener", err)
 	}
@@ -215,12 +210,7 @@ func TestParseAnswer(t *testing.T) {
 
 func TestCompiledFrames(t *testing.T) {
 	requireJava(t)
-	jvm := startJVM(t, nil)
-	tg, err := Find(Options{}, jvm.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanupJVMFiles(t, tg)
+	tg := findJVM(t, startJVM(t, nil))
 	vms, err := ReadVMStructs(tg)
 	if err != nil {
 		t.Fatal(err)

@@ -61,11 +61,7 @@ func BenchmarkAttach(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		jvm := startJVM(b, nil)
-		tg, err := Find(Options{}, jvm.PID())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cleanupJVMFiles(b, tg)
+		tg := findJVM(b, jvm)
 		b.StartTimer()
 		start := time.Now()
 		if err := DumpPerfMap(context.Background(), Options{}, tg); err != nil {
@@ -88,11 +84,7 @@ func BenchmarkPerfMapRefresh(b *testing.B) {
 	requireJava(b)
 	jvm := startJava(b, "Churn", nil, nil, filepath.Join(workload.Dir(b), "jit", "JSplit.java"))
 	b.Cleanup(func() { os.RemoveAll(fmt.Sprintf("/tmp/churn-%d", jvm.PID())) })
-	tg, err := Find(Options{}, jvm.PID())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cleanupJVMFiles(b, tg)
+	tg := findJVM(b, jvm)
 	ctx := context.Background()
 	if err := DumpPerfMap(ctx, Options{}, tg); err != nil {
 		b.Fatal(err)

@@ -323,7 +323,7 @@ func (s *Session) detectOther(log *zap.Logger) {
 	if procfs == "" {
 		procfs = "/proc"
 	}
-	mapPath := perfMapPath(procfs, s.pid)
+	mapPath := symbolize.PerfMapPath(procfs, s.pid)
 	_, err := os.Stat(mapPath)
 	hasMap := err == nil
 	if isNode(procfs, s.pid) {
@@ -343,29 +343,6 @@ func (s *Session) detectOther(log *zap.Logger) {
 	if hasMap {
 		s.set(RuntimePerfMap, StatusOK, "JIT frames named from the perf map")
 	}
-}
-
-func perfMapPath(procfs string, pid int) string {
-	return fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", procfs, pid, nsPID(procfs, pid))
-}
-
-func nsPID(procfs string, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/status", procfs, pid))
-	if err != nil {
-		return pid
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			f := strings.Fields(rest)
-			var n int
-			if len(f) > 0 {
-				if _, err := fmt.Sscan(f[len(f)-1], &n); err == nil {
-					return n
-				}
-			}
-		}
-	}
-	return pid
 }
 
 func isNode(procfs string, pid int) bool {

@@ -307,8 +307,7 @@ func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Fra
 // the runtime may have just compiled the code.
 func (s *Symbolizer) perfMapFrameLocked(p *process, look uint64) (profiles.Frame, bool) {
 	if p.perf == nil {
-		nspid := nsPID(s.procfs, p.pid)
-		p.perf = &perfMap{path: fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", s.procfs, p.pid, nspid)}
+		p.perf = &perfMap{path: PerfMapPath(s.procfs, p.pid)}
 	}
 	now := time.Now()
 	if p.perf.stale || now.Sub(p.perf.checked) > perfMapCheckAge {
@@ -421,6 +420,15 @@ func (s *Symbolizer) evictFileLocked() {
 			delete(s.byBuildID, b)
 		}
 	}
+}
+
+// PerfMapPath is the perf map of process pid through proc: its JIT writes
+// /tmp/perf-<its own PID>.map in its root.
+func PerfMapPath(procfs string, pid int) string {
+	if procfs == "" {
+		procfs = "/proc"
+	}
+	return fmt.Sprintf("%s/%d/root/tmp/perf-%d.map", procfs, pid, nsPID(procfs, pid))
 }
 
 // nsPID is the PID of pid inside its own namespace (the last NSpid field),
