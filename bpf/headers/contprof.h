@@ -101,6 +101,28 @@ static __always_inline void *lookup_or_init(void *map, const void *key, const vo
 	return bpf_map_lookup_elem(map, key);
 }
 
+// EVENT_RING declares the events ring buffer (resized by user space) and
+// wakeup_bytes: the reader is woken only once this much data waits (0: on
+// every event); it then polls on a timer, which keeps the cost of a wakeup
+// off the traced events when they come at a high rate. Submit with
+// ring_submit.
+#define EVENT_RING(bytes)                                               \
+	struct {                                                        \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                     \
+		__uint(max_entries, bytes);                             \
+	} events SEC(".maps");                                          \
+									\
+	volatile const __u64 wakeup_bytes = 0;                          \
+									\
+	static __always_inline void ring_submit(void *e)                \
+	{                                                               \
+		__u64 flags = 0;                                        \
+		if (wakeup_bytes &&                                     \
+		    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes) \
+			flags = BPF_RB_NO_WAKEUP;                       \
+		bpf_ringbuf_submit(e, flags);                           \
+	}
+
 // Double-buffered stacks and counts (the on- and off-CPU profilers): the
 // program writes the pair active_buf names; user space flips active_buf,
 // waits for programs in flight, then drains and clears the other pair.

@@ -106,14 +106,7 @@ struct {
 	__type(value, struct conn_state);
 } conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
-} events SEC(".maps");
-
-// Wake the reader only once this much data is waiting (0: on every event);
-// the reader also polls on a timer, so quiet periods are not delayed long.
-volatile const __u64 wakeup_bytes = 0;
+EVENT_RING(1 << 21);
 
 static const struct conn_state zero_conn;
 
@@ -287,10 +280,7 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 	s->start_ns = 0;
 	stat_inc(STAT_EXCHANGES);
 
-	__u64 flags = 0;
-	if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-		flags = BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	ring_submit(e);
 }
 
 // on_data inspects the first bytes of data a target process read (inbound)

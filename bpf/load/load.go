@@ -13,8 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+// Common are the settings of what bpf/headers/contprof.h declares, by its
+// names; zero values keep the program's.
+type Common struct {
+	// FilterWords sizes the PID_FILTER_BITMAP (64 PIDs a word).
+	FilterWords uint32
+	// StackEntries and CountEntries size each map of a DOUBLE_BUFFER.
+	StackEntries, CountEntries uint32
+	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
+	// namespace for current_tgid(); zero means the initial namespace (the
+	// fast path).
+	PIDNamespaceDev, PIDNamespaceIno uint64
+}
+
 // Settings are applied to the spec before it is loaded.
 type Settings struct {
+	Common
 	// Entries sets the capacity of maps by name; 0 keeps the program's.
 	Entries map[string]uint32
 	// Vars sets global variables by name.
@@ -24,18 +38,36 @@ type Settings struct {
 // Load applies s to spec and loads it into objs (a bpf2go objects struct);
 // what names the program in errors ("on-CPU sampler").
 func Load(spec *ebpf.CollectionSpec, s Settings, objs any, what string) error {
+	c := s.Common
+	entries := map[string]uint32{
+		"target_pids": c.FilterWords,
+		"stacks_0":    c.StackEntries, "stacks_1": c.StackEntries,
+		"counts_0": c.CountEntries, "counts_1": c.CountEntries,
+	}
 	for name, n := range s.Entries {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
+		entries[name] = n
+	}
+	for name, n := range entries {
+		if m := spec.Maps[name]; m != nil && n > 0 {
+			m.MaxEntries = n
 		}
 	}
+	vars := map[string]any{"pidns_dev": c.PIDNamespaceDev, "pidns_ino": c.PIDNamespaceIno}
+	for name, v := range s.Vars {
+		vars[name] = v
+	}
+	s.Vars = vars
 	names := make([]string, 0, len(s.Vars))
 	for name := range s.Vars {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if err := spec.Variables[name].Set(s.Vars[name]); err != nil {
+		v := spec.Variables[name]
+		if v == nil {
+			return fmt.Errorf("load %s: the program has no variable %s", what, name)
+		}
+		if err := v.Set(s.Vars[name]); err != nil {
 			return fmt.Errorf("load %s: set %s: %w", what, name, err)
 		}
 	}

@@ -40,24 +40,15 @@ const (
 // Config sizes the maps, sets the minimum block time and the PID namespace
 // the filter compares in.
 type Config struct {
-	// StackEntries is the capacity of each of the two stack maps.
-	StackEntries uint32
-	// CountEntries is the capacity of each of the two counts maps.
-	CountEntries uint32
+	load.Common
 	// ThreadEntries is the capacity of the per-thread start map (threads of
 	// target processes off the CPU at once; LRU beyond that).
 	ThreadEntries uint32
-	// FilterWords sizes the PID filter bitmap (64 PIDs a word).
-	FilterWords uint32
 	// MinBlockNs: blocks shorter than this are not counted.
 	MinBlockNs uint64
 	// MaxStacksPerSecond is the stack budget per CPU beyond which
 	// switch-outs are sampled (and their time scaled); 0: no limit.
 	MaxStacksPerSecond uint64
-	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
-	// namespace; zero means the initial namespace (the fast path).
-	PIDNamespaceDev uint64
-	PIDNamespaceIno uint64
 	// Unwind makes the programs send user stack snapshots and blocks (see
 	// ustack.h) to the Events ring buffer; the stack and counts maps are
 	// then unused (and made minimal).
@@ -88,17 +79,13 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{
+		Common: cfg.Common,
 		Entries: map[string]uint32{
-			offcpuMapStacks0: cfg.StackEntries, offcpuMapStacks1: cfg.StackEntries,
-			offcpuMapCounts0: cfg.CountEntries, offcpuMapCounts1: cfg.CountEntries,
 			offcpuMapOffcpuStart:   cfg.ThreadEntries,
-			offcpuMapTargetPids:    cfg.FilterWords,
 			offcpuMapEvents:        cfg.EventBytes,
 			offcpuMapUstackScratch: cpus,
 		},
 		Vars: map[string]any{
-			offcpuVarPidnsDev:        cfg.PIDNamespaceDev,
-			offcpuVarPidnsIno:        cfg.PIDNamespaceIno,
 			offcpuVarMinBlockNs:      cfg.MinBlockNs,
 			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
 			offcpuVarUnwindUser:      unwind,

@@ -25,16 +25,7 @@ const (
 
 // Config sizes the maps and sets the PID namespace the filter compares in.
 type Config struct {
-	// StackEntries is the capacity of each of the two stack maps.
-	StackEntries uint32
-	// CountEntries is the capacity of each of the two counts maps.
-	CountEntries uint32
-	// FilterWords sizes the PID filter bitmap (64 PIDs a word).
-	FilterWords uint32
-	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
-	// namespace; zero means the initial namespace (the fast path).
-	PIDNamespaceDev uint64
-	PIDNamespaceIno uint64
+	load.Common
 	// Unwind makes the program send user stack snapshots (see ustack.h)
 	// to the Events ring buffer instead of counting frame-pointer stacks.
 	Unwind bool
@@ -64,18 +55,9 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{
-		Entries: map[string]uint32{
-			oncpuMapStacks0: cfg.StackEntries, oncpuMapStacks1: cfg.StackEntries,
-			oncpuMapCounts0: cfg.CountEntries, oncpuMapCounts1: cfg.CountEntries,
-			oncpuMapTargetPids:    cfg.FilterWords,
-			oncpuMapEvents:        cfg.EventBytes,
-			oncpuMapUstackScratch: cpus,
-		},
-		Vars: map[string]any{
-			oncpuVarPidnsDev:   cfg.PIDNamespaceDev,
-			oncpuVarPidnsIno:   cfg.PIDNamespaceIno,
-			oncpuVarUnwindUser: unwind,
-		},
+		Common:  cfg.Common,
+		Entries: map[string]uint32{oncpuMapEvents: cfg.EventBytes, oncpuMapUstackScratch: cpus},
+		Vars:    map[string]any{oncpuVarUnwindUser: unwind},
 	}, &objs.oncpuObjects, "on-CPU sampler")
 	if err != nil {
 		return nil, err

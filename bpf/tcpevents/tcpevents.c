@@ -121,16 +121,7 @@ struct {
 	__type(value, __u64);
 } retrans SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
-
-
-// The reader is woken only once this much data waits (0: on every event);
-// it then polls on a timer, which keeps the cost of a wakeup off the
-// traced connections when they open and close at a high rate.
-volatile const __u64 wakeup_bytes = 0;
+EVENT_RING(1 << 20);
 
 // Emits BTF for struct event, which user space decodes (ring buffer records
 // carry no type).
@@ -189,10 +180,7 @@ static __always_inline void send_event(struct tuple *t, const struct sock *sk,
 	} else {
 		stat_inc(STAT_OPENS);
 	}
-	__u64 flags = 0;
-	if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-		flags = BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	ring_submit(e);
 }
 
 static __always_inline void fill_tuple(struct tuple *t, const __u8 *saddr6,

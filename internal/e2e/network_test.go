@@ -68,6 +68,59 @@ func TestNetworkTaskThroughCollector(t *testing.T) {
 	}
 }
 
+// A network task fired by process_cpu, with no HTTP policy at all: the HTTP
+// monitor is loaded for the task's lifetime, so its exchange logs still
+// arrive, and it is unloaded when the task ends.
+func TestNetworkTaskTriggeredByCPU(t *testing.T) {
+	requireRoot(t)
+	sink := startOTLPSink(t)
+	bin := workload.BuildGo(t, "../httpservers/goserver")
+	webPort, apiPort := freePort(t), freePort(t)
+	web := startGoServer(t, bin, "contprof-netcpu", webPort)
+	api := apiURL(apiPort)
+
+	cfg := testConfig{
+		Policies: `
+- name: busy-net
+  selector: { process.executable.name: contprof-netcpu }
+  target: network
+  duration: 6s
+  items:
+    - { monitor: process_cpu, threshold: 3, period: 3, count: 2 }`,
+		APIPort:  apiPort,
+		Receiver: "include: { executables: [contprof-netcpu] }\nprofiling: { report_interval: 2s }",
+		OTLP:     sink.addr,
+		Signals:  []string{"logs"},
+	}.yaml()
+	c := startCollector(t, writeConfig(t, cfg))
+	c.waitFor("Everything is ready", time.Minute)
+
+	// Fast requests for CPU, /work for the failed exchanges the logs sample.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	fast, work := fmt.Sprintf("http://127.0.0.1:%d/", webPort), fmt.Sprintf("http://127.0.0.1:%d/work", webPort)
+	drive(stop, &wg, fast, fast, fast, fast, work, work)
+	defer func() { close(stop); wg.Wait() }()
+
+	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool {
+		return x.Policy == "busy-net" && len(x.Processes) >= 1 && x.Processes[0].PID == web.Process.Pid
+	})
+	if task.Target != "network" || len(task.Causes) == 0 || task.Causes[0].Monitor != "process_cpu" {
+		t.Fatalf("task %+v: want a network task caused by process_cpu", task)
+	}
+	c.waitFor("HTTP monitor loaded", 30*time.Second)
+	pid := int64(web.Process.Pid)
+	waitUntil(t, 30*time.Second, "sampled 5xx exchange logs of a process_cpu network task", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return failedExchangeLogFor(sink.logs, pid, task.ID)
+	})
+	done := waitTask(t, api, 30*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
+	if done.State != "finished" {
+		t.Fatalf("task ended %s: %s", done.State, done.Error)
+	}
+}
+
 // networkFlowFor reports whether a flow metric of pid, with the task's
 // trigger context and its peer resolved to the local process peerPID (the
 // process topology), arrived.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -19,28 +20,41 @@ import (
 // next attempt, so a missing privilege is not retried every second.
 const openRetry = time.Minute
 
-// httpMonitor loads the eBPF HTTP monitor only while it is needed (a policy
-// uses an HTTP monitor, or http.monitor is "always") and keeps its PID set
-// on the processes the scraper reports.
+// httpMonitor loads the eBPF HTTP monitor only while it is needed: a policy
+// uses an HTTP monitor (or http.monitor is "always"), then it watches the
+// processes the scraper reports and their exchanges become the processes'
+// HTTP metrics; or a network task runs (whatever triggered it), then it
+// watches the task's processes for the task's lifetime, reference-counted,
+// and their exchanges go to the task through hub. http.monitor "never"
+// keeps it unloaded. It is safe for concurrent use.
 type httpMonitor struct {
-	cfg       HTTPConfig
-	logger    *zap.Logger
-	telemetry *metadata.TelemetryBuilder
+	cfg    HTTPConfig
+	logger *zap.Logger
 	// reportErr surfaces a failed load through component status.
 	reportErr func(error)
 	// hub receives every exchange, for network tasks.
 	hub *exchangeHub
 
+	mu sync.Mutex
+	// telemetry is set by the scraper (nil without a metrics pipeline).
+	telemetry *metadata.TelemetryBuilder
 	mon       *httpmon.Monitor
 	lastErr   time.Time
 	pids      []int
 	lastStats httpmon.Stats
+	// scraped are the processes the scraper wants watched (nil unless a
+	// policy wants HTTP metrics); taskPIDs counts the network tasks
+	// watching each process.
+	scraped     []int
+	policyWants bool
+	taskPIDs    map[int]int
 	// neededSet and needed cache wanted's answer for one policy set.
 	neededSet *policy.Set
 	needed    bool
 }
 
-// wanted reports whether the monitor should be loaded under set.
+// wanted reports whether the monitor should be loaded for the processes'
+// own HTTP metrics under set.
 func (h *httpMonitor) wanted(set *policy.Set) bool {
 	switch h.cfg.Monitor {
 	case HTTPMonitorAlways:
@@ -68,16 +82,72 @@ func usesHTTP(set *policy.Set) bool {
 	return false
 }
 
-// sync loads or unloads the monitor for set and points it at pids (sorted).
-// It returns the exchanges completed since the last call, by PID.
+// sync loads or unloads the monitor for set and points it at pids (sorted)
+// and the network tasks' processes. It returns the exchanges of pids
+// completed since the last call, by PID, when set wants HTTP metrics.
 func (h *httpMonitor) sync(now time.Time, set *policy.Set, pids []int) map[int]*httpmon.ProcessHTTP {
-	if !h.wanted(set) {
-		h.close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	wanted := h.wanted(set)
+	h.policyWants = wanted
+	h.scraped = h.scraped[:0]
+	if wanted {
+		h.scraped = append(h.scraped, pids...)
+	}
+	if !h.updateLocked(now) {
 		return nil
+	}
+	h.recordStats()
+	byPID := h.mon.Drain()
+	if !wanted {
+		return nil // drained for the tasks only: they get exchanges through hub
+	}
+	return byPID
+}
+
+// acquire keeps the monitor loaded and watching pids until release is
+// called: for a network task, whatever triggered it. A monitor that cannot
+// load only costs the task its HTTP exchanges (logged, reported).
+func (h *httpMonitor) acquire(pids []int) (release func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cfg.Monitor == HTTPMonitorNever {
+		return func() {}
+	}
+	if h.taskPIDs == nil {
+		h.taskPIDs = map[int]int{}
+	}
+	for _, p := range pids {
+		h.taskPIDs[p]++
+	}
+	// A task retries a load that failed recently: it asks once.
+	h.lastErr = time.Time{}
+	h.updateLocked(time.Now())
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			for _, p := range pids {
+				if h.taskPIDs[p]--; h.taskPIDs[p] <= 0 {
+					delete(h.taskPIDs, p)
+				}
+			}
+			h.updateLocked(time.Now())
+		})
+	}
+}
+
+// updateLocked loads, points or unloads the monitor for what the scraper
+// and the tasks want; it reports whether the monitor is loaded.
+func (h *httpMonitor) updateLocked(now time.Time) bool {
+	if !h.policyWants && len(h.taskPIDs) == 0 {
+		h.closeLocked()
+		return false
 	}
 	if h.mon == nil {
 		if now.Sub(h.lastErr) < openRetry {
-			return nil
+			return false
 		}
 		m, err := httpmon.Open(httpmon.Options{MaxPathsPerProcess: h.cfg.MaxPathsPerProcess})
 		if err != nil {
@@ -85,7 +155,7 @@ func (h *httpMonitor) sync(now time.Time, set *policy.Set, pids []int) map[int]*
 			err = fmt.Errorf("http monitoring is off: %w", err)
 			h.logger.Warn("HTTP monitor not loaded", zap.Error(err))
 			h.reportErr(err)
-			return nil
+			return false
 		}
 		h.mon, h.pids, h.lastStats = m, nil, httpmon.Stats{}
 		if h.hub != nil {
@@ -93,20 +163,36 @@ func (h *httpMonitor) sync(now time.Time, set *policy.Set, pids []int) map[int]*
 		}
 		h.logger.Info("HTTP monitor loaded", zap.String("attachment", m.Attachment()), zap.Strings("notes", m.Notes()))
 	}
-	if !slices.Equal(pids, h.pids) {
-		if err := h.mon.SetPIDs(pids); err != nil {
+	want := append([]int(nil), h.scraped...)
+	for p := range h.taskPIDs {
+		want = append(want, p)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if !slices.Equal(want, h.pids) {
+		if err := h.mon.SetPIDs(want); err != nil {
 			h.logger.Warn("HTTP monitor PID set not updated", zap.Error(err))
 		} else {
-			h.pids = append(h.pids[:0], pids...)
+			h.pids = want
 		}
 	}
-	h.recordStats()
-	return h.mon.Drain()
+	return true
+}
+
+// setTelemetry makes the monitor's counters part of the scraper's
+// telemetry (nil: none).
+func (h *httpMonitor) setTelemetry(tb *metadata.TelemetryBuilder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.telemetry = tb
 }
 
 // recordStats adds the monitor's counters since the last call to the
 // receiver's own telemetry.
 func (h *httpMonitor) recordStats() {
+	if h.telemetry == nil {
+		return
+	}
 	st, err := h.mon.Stats()
 	if err != nil {
 		return
@@ -146,7 +232,14 @@ func appendHTTP(md pmetric.Metrics, byPID map[int]*httpmon.ProcessHTTP, start, n
 	}
 }
 
+// close unloads the monitor whatever wants it (at Shutdown).
 func (h *httpMonitor) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closeLocked()
+}
+
+func (h *httpMonitor) closeLocked() {
 	if h.mon != nil {
 		_ = h.mon.Close()
 		h.mon = nil

@@ -10,6 +10,7 @@ import (
 	"github.com/contprof/contprof/internal/monitor/httpmon"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/netprof"
+	"github.com/contprof/contprof/internal/profiler/taskrun"
 )
 
 // startNetworkTask profiles the connections of every process of the task's
@@ -30,6 +31,15 @@ func (e *executor) startNetworkTask(t control.Task) (func(context.Context) error
 	if err != nil {
 		return nil, err
 	}
+	// The task ends at its duration, or cleanly once every covered process
+	// has exited; each report (and a last one) emits an interval.
+	loop, err := taskrun.NewGroup("network", t.Duration, e.r.cfg.Profiling.ReportInterval, func() bool { return len(task.PIDs()) > 0 })
+	if err != nil {
+		_ = task.Close()
+		return nil, err
+	}
+	// The task's exchanges come from the HTTP monitor, loaded for the
+	// task's processes while it runs whatever triggered it.
 	unsubscribe := e.r.exchanges.subscribe(func(ex httpmon.Exchange) {
 		role := netprof.RoleServer
 		if ex.Client {
@@ -40,36 +50,17 @@ func (e *executor) startNetworkTask(t control.Task) (func(context.Context) error
 			Start: ex.Start, Duration: ex.Duration, Path: ex.Path,
 		})
 	})
+	release := e.r.http.acquire(pids)
 
 	return func(ctx context.Context) error {
 		defer func() { _ = task.Close() }()
 		defer unsubscribe()
-		return e.runNetwork(ctx, t, task)
-	}, nil
-}
-
-// runNetwork reports every interval until the duration ends, every covered
-// process has exited, or ctx is done.
-func (e *executor) runNetwork(ctx context.Context, t control.Task, task *netprof.Task) error {
-	end := time.NewTimer(t.Duration)
-	defer end.Stop()
-	report := time.NewTicker(e.r.cfg.Profiling.ReportInterval)
-	defer report.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			e.emitNetwork(t, task)
-			return ctx.Err()
-		case <-end.C:
+		defer release()
+		return loop.Run(ctx, func(bool) error {
 			e.emitNetwork(t, task)
 			return nil
-		case <-report.C:
-			e.emitNetwork(t, task)
-			if len(task.PIDs()) == 0 {
-				return nil // the whole instance exited: a clean end
-			}
-		}
-	}
+		})
+	}, nil
 }
 
 func (e *executor) emitNetwork(t control.Task, task *netprof.Task) {

@@ -39,8 +39,10 @@ type ebpfReceiver struct {
 	ctrl controlPlane
 	// priv is what profiling may do here, probed once at Start.
 	priv privilege.Status
-	// exchanges carries HTTP exchanges from the scraper's monitor to
-	// network tasks.
+	// http is the HTTP monitor, loaded while the scraper's policies or a
+	// network task need it; exchanges carries its exchanges to network
+	// tasks.
+	http      *httpMonitor
 	exchanges exchangeHub
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -72,10 +74,13 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	r.ctrl = ctrl
 	r.probePrivileges(host)
 
+	r.http = &httpMonitor{cfg: r.cfg.HTTP, logger: r.logger, hub: &r.exchanges, reportErr: func(err error) {
+		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+	}}
+	// Unloaded last, once the scraper and the tasks are done with it.
+	r.stops = append(r.stops, r.http.close)
 	if r.metrics != nil {
-		s, err := newScraper(r.cfg, r.set, ctrl, &r.exchanges, func(err error) {
-			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
-		})
+		s, err := newScraper(r.cfg, r.set, ctrl, r.http)
 		if err != nil {
 			cancel()
 			return err

@@ -44,7 +44,7 @@ type scraper struct {
 	lastTS      pcommon.Timestamp
 }
 
-func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, hub *exchangeHub, reportErr func(error)) (*scraper, error) {
+func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, http *httpMonitor) (*scraper, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -60,14 +60,8 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, h
 		return nil, err
 	}
 	s := &scraper{
-		telemetry: tb,
-		http: &httpMonitor{
-			cfg:       cfg.HTTP,
-			logger:    set.Logger,
-			telemetry: tb,
-			reportErr: reportErr,
-			hub:       hub,
-		},
+		telemetry:   tb,
+		http:        http,
 		mb:          metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
 		scanner:     sc,
 		targets:     map[*procfs.Info]bool{},
@@ -76,6 +70,7 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, h
 		resources:     map[*procfs.Info]pcommon.Resource{},
 		resourcesNext: map[*procfs.Info]pcommon.Resource{},
 	}
+	http.setTelemetry(tb)
 	if ctrl != nil {
 		s.allPolicies = ctrl.Policies
 		if cfg.Scope == ScopePolicyTargets {
@@ -211,7 +206,7 @@ func (s *scraper) buildResource(in *procfs.Info) pcommon.Resource {
 }
 
 func (s *scraper) close() {
-	s.http.close()
+	s.http.setTelemetry(nil)
 	s.scanner.Close()
 	s.telemetry.Shutdown()
 }

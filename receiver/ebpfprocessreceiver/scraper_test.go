@@ -29,7 +29,7 @@ func startSleep(t *testing.T, env ...string) int {
 
 func newTestScraper(t *testing.T, cfg *Config) *scraper {
 	t.Helper()
-	s, err := newScraper(cfg, receivertest.NewNopSettings(metadata.Type), nil, nil, func(error) {})
+	s, err := newScraper(cfg, receivertest.NewNopSettings(metadata.Type), nil, newTestHTTPMonitor(cfg.HTTP, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestScraperPolicyTargets(t *testing.T) {
 // BenchmarkScrape is one full scrape of every process on the host: the
 // /proc scan plus building the pdata metrics.
 func BenchmarkScrape(b *testing.B) {
-	s, err := newScraper(createDefaultConfig().(*Config), receivertest.NewNopSettings(metadata.Type), nil, nil, func(error) {})
+	s, err := newScraper(createDefaultConfig().(*Config), receivertest.NewNopSettings(metadata.Type), nil, newTestHTTPMonitor(createDefaultConfig().(*Config).HTTP, nil))
 	if err != nil {
 		b.Fatal(err)
 	}

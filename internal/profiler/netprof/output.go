@@ -303,11 +303,16 @@ func compareFlows(a, b flowKey) int {
 		cmp.Compare(a.peerPort, b.peerPort), cmp.Compare(a.localPort, b.localPort), cmp.Compare(a.peerPID, b.peerPID))
 }
 
-func newSum(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
+func newMetric(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
 	m := sm.Metrics().AppendEmpty()
 	m.SetName(name)
 	m.SetDescription(desc)
 	m.SetUnit(unit)
+	return m
+}
+
+func newSum(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
+	m := newMetric(sm, name, desc, unit)
 	s := m.SetEmptySum()
 	s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
 	s.SetIsMonotonic(true)
@@ -315,19 +320,13 @@ func newSum(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
 }
 
 func newGauge(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
-	m := sm.Metrics().AppendEmpty()
-	m.SetName(name)
-	m.SetDescription(desc)
-	m.SetUnit(unit)
+	m := newMetric(sm, name, desc, unit)
 	m.SetEmptyGauge()
 	return m
 }
 
 func newHistogramMetric(sm pmetric.ScopeMetrics, name, desc, unit string) pmetric.Metric {
-	m := sm.Metrics().AppendEmpty()
-	m.SetName(name)
-	m.SetDescription(desc)
-	m.SetUnit(unit)
+	m := newMetric(sm, name, desc, unit)
 	m.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
 	return m
 }

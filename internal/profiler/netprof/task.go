@@ -665,19 +665,10 @@ func (t *Task) observeSock(s *diagSock, pid int) {
 		t.byInode[s.Inode] = c
 	}
 	c.pid = pid
-	c.gen = t.gen
-	c.missed = 0
 	if c.role == tcpevents.RoleUnknown {
 		c.role = t.guessRole(s.connKey)
 	}
-	if s.HasInfo {
-		c.advance(s.BytesAcked, s.BytesReceived)
-		c.rtt = s.RTT
-	}
-	if r := t.kernelRetrans(s.connKey); r > c.retrans {
-		c.dRetrans += r - c.retrans
-		c.retrans = r
-	}
+	t.observeOrphan(c, s)
 }
 
 // guessRole: a connection on a port its namespace listens on was
@@ -689,6 +680,8 @@ func (t *Task) guessRole(k connKey) uint8 {
 	return tcpevents.RoleClient
 }
 
+// observeOrphan records what sock_diag says of c now (also for a
+// connection whose process is no longer known).
 func (t *Task) observeOrphan(c *conn, s *diagSock) {
 	c.gen = t.gen
 	c.missed = 0

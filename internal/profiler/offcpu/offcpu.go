@@ -161,15 +161,13 @@ func Open(opts Options) (_ *Profiler, err error) {
 	if err != nil {
 		return nil, err
 	}
+	common := setup.Common
+	common.StackEntries, common.CountEntries = uint32(opts.StackEntries), uint32(opts.CountEntries)
 	objs, err := offcpubpf.Load(offcpubpf.Config{
-		StackEntries:       uint32(opts.StackEntries),
-		CountEntries:       uint32(opts.CountEntries),
+		Common:             common,
 		ThreadEntries:      uint32(opts.ThreadEntries),
-		FilterWords:        setup.FilterWords,
 		MinBlockNs:         uint64(opts.MinBlock),
 		MaxStacksPerSecond: uint64(opts.MaxStacksPerSecond),
-		PIDNamespaceDev:    setup.PIDNamespaceDev,
-		PIDNamespaceIno:    setup.PIDNamespaceIno,
 		Unwind:             !opts.FramePointersOnly,
 		EventBytes:         uint32(opts.EventBytes),
 	})
@@ -332,13 +330,9 @@ type Stats struct {
 // Stats reads the profiler-wide counters; a growing UserStacksLost or
 // BlocksLost means the maps are too small.
 func (p *Profiler) Stats() (Stats, error) {
-	var v []uint64
-	err := p.Locked(func() (err error) {
-		v, err = stackprof.SumPerCPU(p.k.objs.Stats, offcpubpf.NumStats)
-		return err
-	})
+	v, err := p.ReadStats(p.k.objs.Stats, offcpubpf.NumStats)
 	if err != nil {
-		return Stats{}, fmt.Errorf("off_cpu: %w", err)
+		return Stats{}, err
 	}
 	return Stats{
 		SwitchOuts:       v[offcpubpf.StatSwitchOut],
@@ -356,10 +350,7 @@ func (p *Profiler) Stats() (Stats, error) {
 // it when the last subscription closes, so that nothing runs on the
 // scheduler's hot path while no off-CPU task does. It is safe for
 // concurrent use.
-type Manager struct {
-	*stackprof.Manager[Block]
-	opts Options
-}
+type Manager = stackprof.Manager[Block]
 
 // NewManager returns a Manager; opts are checked now so that a bad
 // configuration is reported at start, not at the first task.
@@ -367,17 +358,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, Manager: stackprof.NewManager(Target, func() (*stackprof.Profiler[Block], error) {
-		p, err := Open(opts)
-		if err != nil {
-			return nil, err
-		}
-		return p.Profiler, nil
-	})}, nil
+	return stackprof.NewManager[Block](Target, func() (*Profiler, error) { return Open(opts) }), nil
 }
-
-// MinBlock is the shortest block counted.
-func (m *Manager) MinBlock() time.Duration { return m.opts.MinBlock }
 
 // StartTask starts recording t.PID. An error means the task did not start.
 // The task's final profile also holds the threads still blocked at the end,

@@ -138,15 +138,9 @@ func Open(opts Options) (_ *Sampler, err error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := oncpubpf.Load(oncpubpf.Config{
-		StackEntries:    uint32(opts.StackEntries),
-		CountEntries:    uint32(opts.CountEntries),
-		FilterWords:     setup.FilterWords,
-		PIDNamespaceDev: setup.PIDNamespaceDev,
-		PIDNamespaceIno: setup.PIDNamespaceIno,
-		Unwind:          !opts.FramePointersOnly,
-		EventBytes:      uint32(opts.EventBytes),
-	})
+	common := setup.Common
+	common.StackEntries, common.CountEntries = uint32(opts.StackEntries), uint32(opts.CountEntries)
+	objs, err := oncpubpf.Load(oncpubpf.Config{Common: common, Unwind: !opts.FramePointersOnly, EventBytes: uint32(opts.EventBytes)})
 	if err != nil {
 		return nil, privilegeHint(err)
 	}
@@ -285,13 +279,9 @@ type Stats struct {
 // Stats reads the sampler-wide counters; a growing UserStacksLost or
 // SamplesLost means the maps are too small.
 func (s *Sampler) Stats() (Stats, error) {
-	var v []uint64
-	err := s.Locked(func() (err error) {
-		v, err = stackprof.SumPerCPU(s.k.objs.Stats, oncpubpf.NumStats)
-		return err
-	})
+	v, err := s.ReadStats(s.k.objs.Stats, oncpubpf.NumStats)
 	if err != nil {
-		return Stats{}, fmt.Errorf("on_cpu: %w", err)
+		return Stats{}, err
 	}
 	return Stats{
 		Samples:          v[oncpubpf.StatSamples],
@@ -304,10 +294,7 @@ func (s *Sampler) Stats() (Stats, error) {
 // Manager loads the sampler when the first process is added and unloads it
 // when the last subscription closes, so that nothing runs in the kernel
 // while no on-CPU task does. It is safe for concurrent use.
-type Manager struct {
-	*stackprof.Manager[Count]
-	opts Options
-}
+type Manager = stackprof.Manager[Count]
 
 // NewManager returns a Manager; opts are checked now so that a bad
 // configuration is reported at start, not at the first task.
@@ -315,17 +302,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, Manager: stackprof.NewManager(Target, func() (*stackprof.Profiler[Count], error) {
-		s, err := Open(opts)
-		if err != nil {
-			return nil, err
-		}
-		return s.Profiler, nil
-	})}, nil
+	return stackprof.NewManager[Count](Target, func() (*Sampler, error) { return Open(opts) }), nil
 }
-
-// Frequency is the sampling frequency in Hz.
-func (m *Manager) Frequency() int { return m.opts.Frequency }
 
 // StartTask starts sampling t.PID. An error means the task did not start.
 func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {

@@ -17,10 +17,23 @@ type Manager[V Value[V]] struct {
 	loader *lazyload.Loader[*Profiler[V]]
 }
 
+// Source is a loaded event source: a profiler with the source's own
+// methods (Stats...) around it.
+type Source[V Value[V]] interface {
+	Base() *Profiler[V]
+}
+
 // NewManager returns a Manager that loads with open; name is the task
 // target it serves ("on_cpu").
-func NewManager[V Value[V]](name string, open func() (*Profiler[V], error)) *Manager[V] {
-	return &Manager[V]{name: name, loader: lazyload.New(open, (*Profiler[V]).idle)}
+func NewManager[V Value[V], S Source[V]](name string, open func() (S, error)) *Manager[V] {
+	load := func() (*Profiler[V], error) {
+		s, err := open()
+		if err != nil {
+			return nil, err
+		}
+		return s.Base(), nil
+	}
+	return &Manager[V]{name: name, loader: lazyload.New(load, (*Profiler[V]).idle)}
 }
 
 // Acquire starts recording pid for a new subscriber, loading the profiler

@@ -126,6 +126,23 @@ func (p *Profiler[V]) IsTarget(pid int) (bool, error) {
 	return p.filter.has(uint32(pid))
 }
 
+// Base is p itself; a source embedding *Profiler satisfies Source with it.
+func (p *Profiler[V]) Base() *Profiler[V] { return p }
+
+// ReadStats reads the n per-CPU counters of the source's stats map,
+// summed over CPUs.
+func (p *Profiler[V]) ReadStats(m *ebpf.Map, n int) ([]uint64, error) {
+	var v []uint64
+	err := p.Locked(func() (err error) {
+		v, err = SumPerCPU(m, n)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.cfg.Name, err)
+	}
+	return v, nil
+}
+
 // Kernel is the source's kernel side (for its own statistics); callers
 // that read its maps hold no lock, so only read what the programs write.
 func (p *Profiler[V]) Kernel() Kernel[V] { return p.k }

@@ -8,17 +8,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // Setup is what a source needs before it loads its programs.
 type Setup struct {
-	// PIDMax is the kernel's pid_max; FilterWords sizes the target_pids
-	// bitmap to cover every PID below it.
-	PIDMax, FilterWords uint32
-	// PIDNamespaceDev and PIDNamespaceIno identify the loader's PID
-	// namespace; zero in the initial namespace (the fast path).
-	PIDNamespaceDev, PIDNamespaceIno uint64
+	// PIDMax is the kernel's pid_max.
+	PIDMax uint32
+	// Common has the target_pids bitmap sized to cover every PID below
+	// PIDMax, and the PID namespace; a source adds its map sizes.
+	load.Common
 }
 
 // NewSetup reads pid_max and the PID namespace; name prefixes errors.
@@ -29,7 +29,7 @@ func NewSetup(name string, forceNamespace bool) (Setup, error) {
 	if err != nil {
 		return Setup{}, fmt.Errorf("%s: %w", name, err)
 	}
-	s := Setup{PIDMax: pidMax, FilterWords: (pidMax + 63) / 64}
+	s := Setup{PIDMax: pidMax, Common: load.Common{FilterWords: (pidMax + 63) / 64}}
 	dev, ino, init, err := procfs.PIDNamespace()
 	if err != nil {
 		return Setup{}, fmt.Errorf("%s: %w", name, err)

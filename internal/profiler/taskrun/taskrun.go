@@ -24,16 +24,33 @@ const (
 
 // Loop is the validated schedule of one task.
 type Loop struct {
-	pid            int
 	duration       time.Duration
 	reportInterval time.Duration
-	startTime      string // /proc/PID/stat starttime, to notice PID reuse
+	// alive reports whether what the task covers still runs.
+	alive func() bool
 }
 
 // New checks the task's settings and that its process exists; target names
 // the task kind in errors ("off_cpu report_interval: ..."). A zero
 // reportInterval takes the default; a zero duration means until ctx is done.
 func New(target string, pid int, duration, reportInterval time.Duration) (*Loop, error) {
+	if pid <= 0 || pid > 1<<22 {
+		return nil, fmt.Errorf("%s pid: %d is not a valid process id", target, pid)
+	}
+	st, err := procfs.StartTime(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%s: process %d: %w", target, pid, err)
+	}
+	// The start time changes when the PID is reused.
+	return NewGroup(target, duration, reportInterval, func() bool {
+		now, err := procfs.StartTime(pid)
+		return err == nil && now == st
+	})
+}
+
+// NewGroup is New for a task over several processes: it ends cleanly once
+// alive reports that none of them runs any more.
+func NewGroup(target string, duration, reportInterval time.Duration, alive func() bool) (*Loop, error) {
 	if reportInterval == 0 {
 		reportInterval = DefaultReportInterval
 	}
@@ -43,14 +60,7 @@ func New(target string, pid int, duration, reportInterval time.Duration) (*Loop,
 	if duration < 0 {
 		return nil, fmt.Errorf("%s duration: %v is negative", target, duration)
 	}
-	if pid <= 0 || pid > 1<<22 {
-		return nil, fmt.Errorf("%s pid: %d is not a valid process id", target, pid)
-	}
-	st, err := procfs.StartTime(pid)
-	if err != nil {
-		return nil, fmt.Errorf("%s: process %d: %w", target, pid, err)
-	}
-	return &Loop{pid: pid, duration: duration, reportInterval: reportInterval, startTime: st}, nil
+	return &Loop{duration: duration, reportInterval: reportInterval, alive: alive}, nil
 }
 
 // ReportInterval is the interval between reports.
@@ -82,7 +92,7 @@ func (l *Loop) Run(ctx context.Context, flush func(final bool) error) error {
 				return err
 			}
 		case <-poll.C:
-			if st, err := procfs.StartTime(l.pid); err != nil || st != l.startTime {
+			if !l.alive() {
 				return flush(true) // exited (or the PID was reused)
 			}
 		}

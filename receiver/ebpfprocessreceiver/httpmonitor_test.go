@@ -1,0 +1,122 @@
+package ebpfprocessreceiver
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/monitor/httpmon"
+	"github.com/contprof/contprof/internal/testhelper/workload"
+)
+
+func requireEBPF(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
+		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON)")
+	}
+	t.Skip("not root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON); set CONTPROF_REQUIRE_EBPF=1 to make this fatal")
+}
+
+func newTestHTTPMonitor(cfg HTTPConfig, hub *exchangeHub) *httpMonitor {
+	return &httpMonitor{cfg: cfg, logger: zap.NewNop(), hub: hub, reportErr: func(error) {}}
+}
+
+// startHTTPServer runs the Go test server on a free port and returns its
+// PID and base URL.
+func startHTTPServer(t *testing.T) (int, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p := workload.Start(t, workload.BuildGo(t, "../httpservers/goserver"), "-addr", addr, "-sleep", "1ms")
+	return p.PID(), "http://" + addr
+}
+
+// A network task gets the HTTP monitor for its processes whatever
+// triggered it (no policy uses HTTP here): loaded at the first acquire,
+// the exchanges of the task's process reach the hub, and it is unloaded
+// when the last task releases it; the scraper's processes get no HTTP
+// metrics from it meanwhile.
+func TestHTTPMonitorForNetworkTasks(t *testing.T) {
+	requireEBPF(t)
+	pid, url := startHTTPServer(t)
+	var hub exchangeHub
+	seen := make(chan httpmon.Exchange, 1000)
+	defer hub.subscribe(func(ex httpmon.Exchange) {
+		select {
+		case seen <- ex:
+		default:
+		}
+	})()
+	h := newTestHTTPMonitor(HTTPConfig{Monitor: HTTPMonitorAuto, MaxPathsPerProcess: 100}, &hub)
+	defer h.close()
+
+	if byPID := h.sync(time.Now(), nil, []int{pid}); byPID != nil || h.mon != nil {
+		t.Fatal("monitor loaded with no HTTP policy and no network task")
+	}
+	release1 := h.acquire([]int{pid})
+	release2 := h.acquire([]int{pid})
+	if h.mon == nil {
+		t.Fatal("monitor not loaded for a network task")
+	}
+	if got := h.mon.PIDs(); len(got) != 1 || got[0] != pid {
+		t.Fatalf("monitored PIDs %v, want [%d]", got, pid)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for found := false; !found; {
+		if time.Now().After(deadline) {
+			t.Fatal("no exchange of the task's process reached the hub within 10s")
+		}
+		resp, err := http.Get(url + "/work")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		select {
+		case ex := <-seen:
+			found = ex.PID == pid && ex.Path == "/work" && !ex.Client
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// The scraper's cycle keeps it loaded for the tasks but hands it no
+	// HTTP metrics: no policy asked for them.
+	if byPID := h.sync(time.Now(), nil, []int{pid, os.Getpid()}); byPID != nil || h.mon == nil {
+		t.Fatalf("scrape during a network task: %d processes with HTTP metrics, loaded %v; want none, loaded", len(byPID), h.mon != nil)
+	}
+	if got := h.mon.PIDs(); len(got) != 1 || got[0] != pid {
+		t.Fatalf("monitored PIDs %v during the scrape, want only the task's [%d]", got, pid)
+	}
+
+	release1()
+	release1() // twice is fine
+	if h.mon == nil {
+		t.Fatal("monitor unloaded while a network task still holds it")
+	}
+	release2()
+	if h.mon != nil {
+		t.Fatal("monitor still loaded after the last network task released it")
+	}
+}
+
+// http.monitor "never" keeps the monitor unloaded for network tasks too.
+func TestHTTPMonitorNeverForNetworkTasks(t *testing.T) {
+	h := newTestHTTPMonitor(HTTPConfig{Monitor: HTTPMonitorNever, MaxPathsPerProcess: 100}, nil)
+	defer h.close()
+	release := h.acquire([]int{os.Getpid()})
+	defer release()
+	if h.mon != nil {
+		t.Fatal(`monitor loaded for a network task under http.monitor "never"`)
+	}
+}
