@@ -278,11 +278,7 @@ func (e *profilingPolicy) getProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
-		if t.Profile.Dropped {
-			msg = fmt.Sprintf("task %q's profile was dropped to stay within limits.profile_store_bytes", id)
-		}
-		writeError(w, http.StatusNotFound, msg)
+		writeNoProfile(w, t)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -290,6 +286,15 @@ func (e *profilingPolicy) getProfile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// writeNoProfile answers a 404 saying why task t has no stored profile.
+func writeNoProfile(w http.ResponseWriter, t taskcontrol.TaskInfo) {
+	msg := fmt.Sprintf("task %q has no profile yet (state %s)", t.ID, t.State)
+	if t.Profile.Dropped {
+		msg = fmt.Sprintf("task %q's profile was dropped to stay within limits.profile_store_bytes", t.ID)
+	}
+	writeError(w, http.StatusNotFound, msg)
 }
 
 func (e *profilingPolicy) cancelTask(w http.ResponseWriter, r *http.Request) {
@@ -358,7 +363,7 @@ func (e *profilingPolicy) postTask(w http.ResponseWriter, r *http.Request) {
 		procs, haveView := e.processes()
 		var matched []control.Process
 		for _, ps := range procs {
-			if body.Selector.Matches(attrGetter(ps.Attributes)) {
+			if body.Selector.Matches(policy.AttrMap(ps.Attributes)) {
 				matched = append(matched, ps.Process)
 			}
 		}
@@ -449,19 +454,6 @@ func group(target policy.Target, procs []control.Process) [][]control.Process {
 		out = append(out, byInst[k])
 	}
 	return out
-}
-
-func attrGetter(attrs map[string]any) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := attrs[k]
-		if !ok {
-			return "", false
-		}
-		if s, ok := v.(string); ok {
-			return s, true
-		}
-		return fmt.Sprint(v), true
-	}
 }
 
 func decodeTaskRequest(w http.ResponseWriter, r *http.Request) (taskRequestBody, int, error) {

@@ -50,11 +50,7 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 	}
 	p, intervals, ok := e.tasks.NeutralProfile(id)
 	if !ok {
-		msg := fmt.Sprintf("task %q has no profile yet (state %s)", id, t.State)
-		if t.Profile.Dropped {
-			msg = fmt.Sprintf("task %q's profile was dropped to stay within limits.profile_store_bytes", id)
-		}
-		writeError(w, http.StatusNotFound, msg)
+		writeNoProfile(w, t)
 		return
 	}
 	tree, err := flame.FromProfile(p, intervals, opt)
@@ -183,7 +179,7 @@ func (e *profilingPolicy) postDryRun(w http.ResponseWriter, r *http.Request) {
 	for _, p := range ps {
 		dv := dryPolicyView{Name: p.Name, Target: p.Target, Selects: []control.Process{}, Fired: []history.Firing{}}
 		for _, st := range procs {
-			if p.Selector.Matches(attrGetter(st.Attributes)) {
+			if p.Selector.Matches(policy.AttrMap(st.Attributes)) {
 				dv.Selects = append(dv.Selects, st.Process)
 			}
 		}

@@ -1,6 +1,9 @@
 package policy
 
-import "regexp"
+import (
+	"fmt"
+	"regexp"
+)
 
 // Matches reports whether every condition of the selector holds for the
 // attributes given by get. An empty selector matches every process.
@@ -56,4 +59,20 @@ func (it *Item) MatchURI(path string) bool {
 		}
 	}
 	return re.MatchString(path)
+}
+
+// AttrMap lets a selector read resource attributes held in a map (as the
+// processor and the extension hold them): non-string values are compared
+// in their text form.
+func AttrMap(attrs map[string]any) func(key string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := attrs[k]
+		if !ok {
+			return "", false
+		}
+		if s, ok := v.(string); ok {
+			return s, true
+		}
+		return fmt.Sprint(v), true
+	}
 }

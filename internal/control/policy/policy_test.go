@@ -452,3 +452,20 @@ func TestDecodeConfmapShapes(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestAttrMap(t *testing.T) {
+	get := AttrMap(map[string]any{"service.name": "checkout", "process.pid": int64(42)})
+	if v, ok := get("service.name"); !ok || v != "checkout" {
+		t.Fatalf("service.name: %q %v", v, ok)
+	}
+	if v, ok := get("process.pid"); !ok || v != "42" {
+		t.Fatalf("process.pid: %q %v", v, ok)
+	}
+	if _, ok := get("container.id"); ok {
+		t.Fatal("absent attribute found")
+	}
+	sel := Selector{"process.pid": {Exact: "42"}}
+	if err := sel.Compile(); err != nil || !sel.Matches(get) {
+		t.Fatalf("selector on a number attribute: %v", err)
+	}
+}

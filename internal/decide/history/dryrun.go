@@ -78,7 +78,7 @@ func (s *Store) DryRun(policies []policy.Policy, now time.Time, lookback time.Du
 		}
 		for _, k := range keys {
 			p := s.procs[k]
-			if !pol.Selector.Matches(attrGetter(p.Attrs)) {
+			if !pol.Selector.Matches(policy.AttrMap(p.Attrs)) {
 				continue
 			}
 			run.Evaluated++
@@ -126,17 +126,4 @@ func (s *Store) replay(p *Proc, pol *policy.Policy, items []int, start, end, sil
 		next = sec + silence
 	}
 	return f
-}
-
-func attrGetter(attrs map[string]any) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := attrs[k]
-		if !ok {
-			return "", false
-		}
-		if s, ok := v.(string); ok {
-			return s, true
-		}
-		return fmt.Sprint(v), true
-	}
 }
