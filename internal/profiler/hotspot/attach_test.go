@@ -261,3 +261,21 @@ func TestCompiledFrames(t *testing.T) {
 		t.Error("no frame size for JSplit.spin")
 	}
 }
+
+func TestJavaName(t *testing.T) {
+	for _, c := range []struct{ class, name, sig, want string }{
+		{"JSplit", "javaAlpha", "(J)V", "void JSplit.javaAlpha(long)"},
+		{"JSplit", "main", "([Ljava/lang/String;)V", "void JSplit.main(java.lang.String[])"},
+		{"a.B", "f", "(IZ[[DLjava/util/Map;)Ljava/lang/Object;", "java.lang.Object a.B.f(int, boolean, double[][], java.util.Map)"},
+	} {
+		got, err := javaName(c.class, c.name, c.sig)
+		if err != nil || got != c.want {
+			t.Errorf("javaName(%q, %q, %q) = %q, %v; want %q", c.class, c.name, c.sig, got, err, c.want)
+		}
+	}
+	for _, sig := range []string{"J)V", "(Q)V", "(Ljava/lang/String)V", "(J)"} {
+		if got, err := javaName("C", "m", sig); err == nil {
+			t.Errorf("javaName(%q) = %q, want an error", sig, got)
+		}
+	}
+}

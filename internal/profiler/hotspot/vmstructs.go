@@ -31,24 +31,11 @@ func ReadVMStructs(t *Target) (VMStructs, error) {
 		return nil, fmt.Errorf("vmstructs: %w", err)
 	}
 	defer f.Close()
-	dyn, err := f.DynamicSymbols()
+	want, err := dynSymbols(f, "gHotSpotVMStructs", "gHotSpotVMStructEntryArrayStride",
+		"gHotSpotVMStructEntryTypeNameOffset", "gHotSpotVMStructEntryFieldNameOffset",
+		"gHotSpotVMStructEntryOffsetOffset", "gHotSpotVMStructEntryIsStaticOffset")
 	if err != nil {
-		return nil, fmt.Errorf("vmstructs: libjvm.so symbols: %w", err)
-	}
-	want := map[string]uint64{
-		"gHotSpotVMStructs": 0, "gHotSpotVMStructEntryArrayStride": 0,
-		"gHotSpotVMStructEntryTypeNameOffset": 0, "gHotSpotVMStructEntryFieldNameOffset": 0,
-		"gHotSpotVMStructEntryOffsetOffset": 0, "gHotSpotVMStructEntryIsStaticOffset": 0,
-	}
-	found := 0
-	for _, s := range dyn {
-		if _, ok := want[s.Name]; ok && s.Value != 0 {
-			want[s.Name] = s.Value
-			found++
-		}
-	}
-	if found != len(want) {
-		return nil, errors.New("vmstructs: libjvm.so does not export the gHotSpotVMStructs symbols")
+		return nil, fmt.Errorf("vmstructs: %w", err)
 	}
 	mem, err := os.Open(fmt.Sprintf("%s/%d/mem", t.procfs, t.PID))
 	if err != nil {
@@ -227,4 +214,12 @@ func CompiledFrames(t *Target, vms VMStructs, code []CompiledFrame) ([]CompiledF
 		}
 	}
 	return out, nil
+}
+
+func (r memReader) u16(addr uint64) (uint16, error) {
+	b, err := r.read(addr, 2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(b), nil
 }

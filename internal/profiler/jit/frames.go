@@ -20,9 +20,44 @@ import (
 type hotspotFrames struct {
 	tg  *hotspot.Target
 	vms hotspot.VMStructs
+	// methods names interpreter frames; nil when the JVM's metadata
+	// cannot be read.
+	methods *hotspot.Methods
 
 	mu     sync.RWMutex
 	frames []hotspot.CompiledFrame // sorted by Start
+	interp [2]uint64               // the Interpreter blob's code
+}
+
+// InterpretedMethod implements unwind.JITInterpreter: a frame in the
+// interpreter holds its Method* at rbp-24.
+func (h *hotspotFrames) InterpretedMethod(pc, bp uint64, read func(uint64) (uint64, bool)) (uint64, bool) {
+	if h.methods == nil || bp < 24 {
+		return 0, false
+	}
+	h.mu.RLock()
+	in := pc >= h.interp[0] && pc < h.interp[1]
+	h.mu.RUnlock()
+	if !in {
+		return 0, false
+	}
+	m, ok := read(bp - 24)
+	if !ok {
+		return 0, false
+	}
+	if _, ok := h.methods.Name(m); !ok {
+		return 0, false
+	}
+	return m, true
+}
+
+// name is the symbolizer's namer for the method addresses that
+// InterpretedMethod put in stacks (looked up as addr-1 when a caller).
+func (h *hotspotFrames) name(addr uint64) (string, bool) {
+	if n, ok := h.methods.Known(addr); ok {
+		return n, true
+	}
+	return h.methods.Known(addr + 1)
 }
 
 // FrameSize implements unwind.JITFrames.
@@ -39,7 +74,7 @@ func (h *hotspotFrames) FrameSize(pc uint64) (uint64, bool) {
 // update reads the compiled methods from the perf map at path and finds
 // the frame sizes of the ones not seen before.
 func (h *hotspotFrames) update(path string) error {
-	code, err := compiledMethods(path)
+	code, interp, err := compiledMethods(path)
 	if err != nil {
 		return err
 	}
@@ -65,26 +100,26 @@ func (h *hotspotFrames) update(path string) error {
 	next = append(next, found...)
 	sort.Slice(next, func(i, j int) bool { return next[i].Start < next[j].Start })
 	h.mu.Lock()
-	h.frames = next
+	h.frames, h.interp = next, interp
 	h.mu.Unlock()
 	return nil
 }
 
 // compiledMethods lists the Java methods of a HotSpot perf map ("0xSTART
-// 0xSIZE void JSplit.javaAlpha(long)"); code blobs such as Interpreter or
-// stubs (no parenthesis) are left out: they keep frame pointers.
-func compiledMethods(path string) ([]hotspot.CompiledFrame, error) {
+// 0xSIZE void JSplit.javaAlpha(long)") and the Interpreter's code range;
+// other code blobs (stubs: no parenthesis) are left out: they keep frame
+// pointers.
+func compiledMethods(path string) (out []hotspot.CompiledFrame, interp [2]uint64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, interp, err
 	}
 	defer f.Close()
-	var out []hotspot.CompiledFrame
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
 		fields := strings.SplitN(sc.Text(), " ", 3)
-		if len(fields) != 3 || !strings.Contains(fields[2], "(") {
+		if len(fields) != 3 {
 			continue
 		}
 		start, err1 := strconv.ParseUint(strings.TrimPrefix(fields[0], "0x"), 16, 64)
@@ -92,7 +127,12 @@ func compiledMethods(path string) ([]hotspot.CompiledFrame, error) {
 		if err1 != nil || err2 != nil || size == 0 {
 			continue
 		}
-		out = append(out, hotspot.CompiledFrame{Start: start, End: start + size})
+		switch {
+		case fields[2] == "Interpreter":
+			interp = [2]uint64{start, start + size}
+		case strings.Contains(fields[2], "("):
+			out = append(out, hotspot.CompiledFrame{Start: start, End: start + size})
+		}
 	}
-	return out, sc.Err()
+	return out, interp, sc.Err()
 }

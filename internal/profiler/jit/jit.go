@@ -249,13 +249,13 @@ func (s *Session) runHotSpot(ctx context.Context, tg *hotspot.Target, log *zap.L
 		s.removeMap = mapPath
 		s.mu.Unlock()
 	}
-	note := "JIT-compiled methods named from Compiler.perfmap; interpreted frames show as Interpreter"
-	var frames *hotspotFrames
-	if !s.preservesFramePointer(ctx, tg) {
-		frames, note = s.frameSizes(tg, mapPath, note, log)
-	}
+	frames, note := s.hotspotUnwinding(tg, mapPath, s.preservesFramePointer(ctx, tg), log)
 	if frames != nil {
 		defer unwind.RegisterJITFrames(s.pid, frames)()
+		if frames.methods != nil {
+			defer frames.methods.Close()
+			defer opts.Symbolizer.SetNamer(s.pid, frames.name)()
+		}
 	}
 	s.set(RuntimeHotSpot, StatusOK, note)
 	log.Info("JVM perf map written through the attach mechanism", zap.Duration("took", time.Since(start)), zap.String("perf_map", mapPath))
@@ -282,19 +282,36 @@ func (s *Session) runHotSpot(ctx context.Context, tg *hotspot.Target, log *zap.L
 	}
 }
 
-// frameSizes prepares unwinding through compiled frames of a JVM without
-// -XX:+PreserveFramePointer from the frame sizes it publishes
-// (gHotSpotVMStructs), and says how stacks will look.
-func (s *Session) frameSizes(tg *hotspot.Target, mapPath, note string, log *zap.Logger) (*hotspotFrames, string) {
+// hotspotUnwinding prepares what the unwinder needs from the JVM's own
+// tables (gHotSpotVMStructs): the frame size of every compiled method, to
+// go through compiled frames without frame pointers, and the names of the
+// methods interpreter frames run. The note says how stacks will look.
+func (s *Session) hotspotUnwinding(tg *hotspot.Target, mapPath string, framePointers bool, log *zap.Logger) (*hotspotFrames, string) {
+	note := "JIT-compiled methods named from Compiler.perfmap"
 	vms, err := hotspot.ReadVMStructs(tg)
+	var frames *hotspotFrames
 	if err == nil {
-		frames := &hotspotFrames{tg: tg, vms: vms}
-		if err = frames.update(mapPath); err == nil {
-			return frames, note + "; the JVM runs without -XX:+PreserveFramePointer: on-CPU stacks go through compiled frames by the frame sizes HotSpot publishes (gHotSpotVMStructs); stacks of other profilers end at the first compiled Java frame"
-		}
+		frames = &hotspotFrames{tg: tg, vms: vms}
+		err = frames.update(mapPath)
 	}
-	log.Info("JVM compiled frame sizes unavailable", zap.Error(err))
-	return nil, note + "; the JVM runs without -XX:+PreserveFramePointer, so stacks end at the first compiled Java frame (its callers are missing): " + err.Error()
+	if err != nil {
+		log.Info("JVM tables unavailable", zap.Error(err))
+		note += "; interpreted frames show as Interpreter"
+		if !framePointers {
+			note += "; the JVM runs without -XX:+PreserveFramePointer, so stacks end at the first compiled Java frame (its callers are missing): " + err.Error()
+		}
+		return nil, note
+	}
+	if frames.methods, err = hotspot.NewMethods(tg, vms); err != nil {
+		log.Info("JVM interpreted frames will not be named", zap.Error(err))
+		note += "; interpreted frames show as Interpreter (" + err.Error() + ")"
+	} else {
+		note += "; interpreted frames named by the method they run (on-CPU and off-CPU stacks unwound in user space)"
+	}
+	if !framePointers {
+		note += "; the JVM runs without -XX:+PreserveFramePointer: stacks unwound in user space go through compiled frames by the frame sizes HotSpot publishes (gHotSpotVMStructs), frame-pointer stacks end at the first compiled Java frame"
+	}
+	return frames, note
 }
 
 // dump has the JVM rewrite its perf map and the symbolizer read it anew.

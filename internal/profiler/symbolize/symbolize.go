@@ -55,6 +55,10 @@ type Symbolizer struct {
 	byBuildID map[string]*fileEntry
 	procs     map[int]*process
 
+	// namers name addresses that a runtime integration put in stacks
+	// in place of interpreter PCs (see SetNamer).
+	namers map[int]func(addr uint64) (string, bool)
+
 	kernel       *kernelSyms
 	kernelErr    error
 	kernelLoaded time.Time
@@ -292,6 +296,11 @@ func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Fra
 	}
 	// Anonymous executable memory: JIT code, described by a perf map.
 	fr := profiles.Frame{Address: addr, Type: profiles.FrameNative}
+	if n := s.namers[p.pid]; n != nil && m == nil {
+		if name, ok := n(look); ok {
+			return profiles.Frame{Function: name, Address: addr, Type: p.jitType}
+		}
+	}
 	if jf, ok := s.perfMapFrameLocked(p, look); ok {
 		fr = jf
 		fr.Address = addr
@@ -325,6 +334,24 @@ func (s *Symbolizer) perfMapFrameLocked(p *process, look uint64) (profiles.Frame
 		fr.Function, fr.SystemName = d, sym.name
 	}
 	return fr, true
+}
+
+// SetNamer names the addresses of process pid that are in no executable
+// mapping with n: an unwinder that knows a runtime's interpreter puts the
+// address of the method a frame runs (e.g. a HotSpot Method*) in the stack
+// in place of the interpreter's PC. The returned func removes n.
+func (s *Symbolizer) SetNamer(pid int, n func(addr uint64) (string, bool)) (unset func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.namers == nil {
+		s.namers = map[int]func(uint64) (string, bool){}
+	}
+	s.namers[pid] = n
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.namers, pid)
+	}
 }
 
 // ReloadPerfMap makes the next lookup in pid's perf map read the file from

@@ -12,6 +12,16 @@ type JITFrames interface {
 	FrameSize(pc uint64) (size uint64, ok bool)
 }
 
+// JITInterpreter is implemented by the JITFrames of a runtime whose
+// interpreter keeps frame-pointer frames that say which method they run
+// (HotSpot keeps the Method* at rbp-24). For a frame at pc with frame
+// pointer bp, InterpretedMethod returns an address standing for the method
+// (which the runtime's integration names in the symbolizer); it replaces
+// the interpreter's PC in the stack.
+type JITInterpreter interface {
+	InterpretedMethod(pc, bp uint64, read func(addr uint64) (uint64, bool)) (uint64, bool)
+}
+
 var jitFrames sync.Map // pid -> JITFrames
 
 // RegisterJITFrames makes every Unwinder use f for the code of process pid
@@ -33,4 +43,23 @@ func jitRule(pid int, pc uint64) (rule, bool) {
 		return rule{}, false
 	}
 	return rule{kind: kindRSP, cfa: int32(size), rbp: -16}, true
+}
+
+// interpretedMethod is the method address of an interpreter frame of pid,
+// from a registered JITInterpreter, if any.
+func interpretedMethod(pid int, pc, bp uint64, s *Snapshot) (uint64, bool) {
+	v, ok := jitFrames.Load(pid)
+	if !ok {
+		return 0, false
+	}
+	ji, ok := v.(JITInterpreter)
+	if !ok {
+		return 0, false
+	}
+	return ji.InterpretedMethod(pc, bp, s.read)
+}
+
+// methodAt implements methodSource.
+func (ps *procSource) methodAt(pc, bp uint64, s *Snapshot) (uint64, bool) {
+	return interpretedMethod(ps.pid, pc, bp, s)
 }

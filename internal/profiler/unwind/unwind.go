@@ -65,11 +65,18 @@ type frameSource interface {
 	ruleFor(pc uint64) (r rule, mapped bool, goFP bool)
 }
 
+// methodSource is a frameSource that can name interpreter frames by the
+// method they run (see JITInterpreter).
+type methodSource interface {
+	methodAt(pc, bp uint64, s *Snapshot) (uint64, bool)
+}
+
 // walk unwinds s with the rules of src.
 func walk(src frameSource, s *Snapshot, maxFrames int) Stack {
 	var out Stack
 	pc, sp, bp := s.IP, s.SP, s.BP
 	out.PCs = append(out.PCs, pc)
+	ms, _ := src.(methodSource)
 	for depth := 0; ; depth++ {
 		if len(out.PCs) >= maxFrames {
 			out.Truncated = true
@@ -78,6 +85,13 @@ func walk(src frameSource, s *Snapshot, maxFrames int) Stack {
 		look := pc
 		if depth > 0 {
 			look-- // a return address: the call is before it
+		}
+		if ms != nil {
+			// An interpreter frame: the method it runs stands for it
+			// (bp is this frame's pointer).
+			if m, ok := ms.methodAt(look, bp, s); ok {
+				out.PCs[len(out.PCs)-1] = m
+			}
 		}
 		r, mapped, goFP := src.ruleFor(look)
 		if !mapped {
