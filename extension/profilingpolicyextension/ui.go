@@ -17,6 +17,7 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/output/flame"
+	"github.com/contprof/contprof/internal/output/flows"
 )
 
 // uiRoutes are the JSON endpoints only the web pages use (the pages
@@ -24,6 +25,7 @@ import (
 func (e *profilingPolicy) uiRoutes() []route {
 	return []route{
 		{http.MethodGet, "/api/v1/tasks/{id}/flame", e.getFlame},
+		{http.MethodGet, "/api/v1/tasks/{id}/flows", e.getFlows},
 		{http.MethodGet, "/api/v1/processes/history", e.getHistory},
 		{http.MethodGet, "/api/v1/policies/document", e.getPolicyDocument},
 		{http.MethodPost, "/api/v1/policies/dryrun", e.postDryRun},
@@ -59,6 +61,26 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, tree)
+}
+
+// getFlows answers a network task's flows summed over its report
+// intervals (bounded: see taskcontrol).
+func (e *profilingPolicy) getFlows(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, ok := e.tasks.Task(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+		return
+	}
+	fs, dropped, ok := e.tasks.Flows(id)
+	if !ok {
+		if t.Target != policy.TargetNetwork {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("task %q is a %s task: only network tasks have flows", id, t.Target))
+			return
+		}
+		fs = []flows.Flow{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"flows": fs, "dropped": dropped})
 }
 
 // histories are the registered process views that keep history.

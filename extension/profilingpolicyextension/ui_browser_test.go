@@ -12,6 +12,7 @@ import (
 	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
+	"github.com/contprof/contprof/internal/output/flows"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/testhelper/browser"
 )
@@ -24,7 +25,7 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	ctx := browser.New(t, 3*time.Minute)
 	artifacts := browser.ArtifactDir(t)
 	cfg := testConfig()
-	cfg.Limits.HistoryMaxTasks = 2000
+	cfg.Limits.HistoryMaxTasks = 2001
 	e := startExtension(t, cfg, nil)
 	x := newExecutor()
 	defer e.RegisterExecutor(x)()
@@ -64,6 +65,18 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 		}
 		sink.Done(nil)
 	}
+	// And one network task with two peers.
+	netID, err := e.RequestTask(control.TaskRequest{Policy: "busy", Target: policy.TargetNetwork, Duration: time.Minute,
+		Processes: []control.Process{hv.procs[0].Process}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var netSink dispatch.Sink
+	eventually(t, "network task dispatched", func() bool { netSink = x.sink(netID); return netSink != nil })
+	netSink.(dispatch.FlowSink).AddFlows([]flows.Flow{
+		{Key: flows.Key{PID: 10000, Role: "client", Peer: "10.0.0.7", PeerPort: 5432}, PeerService: "postgres", TxBytes: 1 << 20, RxBytes: 4 << 20, Retransmits: 3, RTT: 0.0012, Opened: 4, Active: 2},
+		{Key: flows.Key{PID: 10000, Role: "server", Peer: "10.0.0.9", LocalPort: 8080}, TxBytes: 9000, RxBytes: 1200, HTTPRequests: 40, HTTPErrors: 2, HTTPSeconds: 0.8},
+	})
 	u := e.baseURL()
 	console := browser.WatchConsole(ctx, "status of 422") // the editor's invalid document, on purpose
 
@@ -71,7 +84,7 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/")); err != nil {
 		t.Fatal(err)
 	}
-	browser.Wait(t, ctx, 30*time.Second, "timeline of 2000 tasks", `window.__contprof && window.__contprof.timelineTasks === 2000`)
+	browser.Wait(t, ctx, 30*time.Second, "timeline of 2001 tasks", `window.__contprof && window.__contprof.timelineTasks === 2001`)
 	browser.Wait(t, ctx, 30*time.Second, "process rows", `document.querySelectorAll("#processes tbody tr").length > 5`)
 	drawMs := browser.Eval[float64](t, ctx, `window.__contprof.timelineMs`)
 	atMs := browser.Eval[float64](t, ctx, `window.__contprof.timelineAt`)
@@ -123,6 +136,14 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	browser.Wait(t, ctx, 30*time.Second, "zoom", `(() => { const r = document.querySelector("#flame-svg g.match rect"); const svg = document.querySelector("#flame-svg"); return r && Math.abs(r.getBBox().width - svg.viewBox.baseVal.width) < 2; })()`)
+
+	// Network task page: flow table and topology.
+	browser.Do(t, ctx, chromedp.Navigate(u+"/tasks/"+netID))
+	browser.Wait(t, ctx, 30*time.Second, "flow table", `document.querySelectorAll("#flows tbody tr").length === 2 && document.querySelectorAll("#topology circle").length === 3`)
+	if row := browser.Eval[string](t, ctx, `document.querySelector("#flows tbody tr").textContent`); !strings.Contains(row, "postgres") || !strings.Contains(row, "4.0 MiB") || !strings.Contains(row, "1.20 ms") {
+		t.Fatalf("first flow row %q", row)
+	}
+	browser.Screenshot(t, ctx, artifacts, "network")
 
 	// Process page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/process?key="+hv.procs[5].Key())); err != nil {

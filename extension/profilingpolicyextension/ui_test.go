@@ -16,6 +16,7 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/output/flame"
+	"github.com/contprof/contprof/internal/output/flows"
 	"github.com/contprof/contprof/internal/output/profiles"
 )
 
@@ -206,4 +207,42 @@ func TestFlameEndpoint(t *testing.T) {
 	wantError(t, status, body, 400, `interval: "soon"`)
 	status, body, _ = do(t, "GET", e.baseURL()+"/api/v1/tasks/nope/flame", "", "")
 	wantError(t, status, body, 404, "no task")
+}
+
+func TestFlowsEndpoint(t *testing.T) {
+	e := startExtension(t, testConfig(), nil)
+	x := newExecutor()
+	defer e.RegisterExecutor(x)()
+	procs := []control.Process{{Host: "h", PID: 7, Attributes: map[string]any{"service.name": "web"}}}
+	netID, err := e.RequestTask(control.TaskRequest{Target: policy.TargetNetwork, Duration: time.Minute, Processes: procs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuID, err := e.RequestTask(control.TaskRequest{Target: policy.TargetOnCPU, Duration: time.Minute, Processes: procs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink dispatch.Sink
+	eventually(t, "task dispatched", func() bool { sink = x.sink(netID); return sink != nil })
+	var body struct {
+		Flows   []flows.Flow `json:"flows"`
+		Dropped int          `json:"dropped"`
+	}
+	getJSON(t, e.baseURL()+"/api/v1/tasks/"+netID+"/flows", 200, &body)
+	if len(body.Flows) != 0 {
+		t.Fatalf("flows before any interval: %+v", body)
+	}
+	fs, ok := sink.(dispatch.FlowSink)
+	if !ok {
+		t.Fatal("task control's sink does not keep flows")
+	}
+	k := flows.Key{PID: 7, Role: "client", Peer: "10.0.0.7", PeerPort: 5432}
+	fs.AddFlows([]flows.Flow{{Key: k, TxBytes: 100, RxBytes: 10, PeerService: "db"}})
+	fs.AddFlows([]flows.Flow{{Key: k, TxBytes: 50, Retransmits: 2}})
+	getJSON(t, e.baseURL()+"/api/v1/tasks/"+netID+"/flows", 200, &body)
+	if len(body.Flows) != 1 || body.Flows[0].TxBytes != 150 || body.Flows[0].Retransmits != 2 || body.Flows[0].PeerService != "db" {
+		t.Fatalf("flows %+v", body)
+	}
+	status, data, _ := do(t, "GET", e.baseURL()+"/api/v1/tasks/"+cpuID+"/flows", "", "")
+	wantError(t, status, data, 404, "only network tasks have flows")
 }

@@ -138,7 +138,7 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 		return nil, fmt.Errorf("cancelled before it started: %w", ctx.Err())
 	}
 	if t.Target == policy.TargetNetwork {
-		return e.startNetworkTask(t)
+		return e.startNetworkTask(t, sink)
 	}
 	if len(t.Process) != 1 {
 		return nil, fmt.Errorf("task %s: target %s covers exactly one process, got %d", t.ID, t.Target, len(t.Process))

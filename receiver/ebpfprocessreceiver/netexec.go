@@ -7,7 +7,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/monitor/httpmon"
+	"github.com/contprof/contprof/internal/output/flows"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/netprof"
 	"github.com/contprof/contprof/internal/profiler/taskrun"
@@ -16,7 +18,7 @@ import (
 // startNetworkTask profiles the connections of every process of the task's
 // service instance on this host; it emits metrics per flow and sampled
 // HTTP exchange logs each report interval, stamped with the trigger.
-func (e *executor) startNetworkTask(t control.Task) (func(context.Context) error, error) {
+func (e *executor) startNetworkTask(t control.Task, sink dispatch.Sink) (func(context.Context) error, error) {
 	resources := make(map[int]map[string]any, len(t.Process))
 	pids := make([]int, 0, len(t.Process))
 	for _, p := range t.Process {
@@ -57,14 +59,18 @@ func (e *executor) startNetworkTask(t control.Task) (func(context.Context) error
 		defer unsubscribe()
 		defer release()
 		return loop.Run(ctx, func(bool) error {
-			e.emitNetwork(t, task)
+			e.emitNetwork(t, task, sink)
 			return nil
 		})
 	}, nil
 }
 
-func (e *executor) emitNetwork(t control.Task, task *netprof.Task) {
+func (e *executor) emitNetwork(t control.Task, task *netprof.Task, sink dispatch.Sink) {
 	md, ld := task.Collect(time.Now())
+	// The extension keeps a bounded summary of the flows for its web UI.
+	if fs, ok := sink.(dispatch.FlowSink); ok && md.DataPointCount() > 0 {
+		fs.AddFlows(flows.FromMetrics(md))
+	}
 	// Not the task's context: the last interval of a cancelled task must
 	// still be exported.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

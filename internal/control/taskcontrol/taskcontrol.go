@@ -170,6 +170,7 @@ type Controller struct {
 	silence   map[string]silenceEntry
 	summary   map[string]map[string]*triggers // policy -> process key
 	profiles  *profileStore
+	flows     flowStore
 	shutdown  bool
 
 	summaryPruned time.Time

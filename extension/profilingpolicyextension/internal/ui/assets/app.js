@@ -476,12 +476,12 @@ function taskPage(app, id) {
       h("dt", { text: "profile" }), h("dd", {}, t.profile && t.profile.url
         ? h("span", {}, h("a", { href: t.profile.url, id: "pprof-link", download: "contprof-" + t.id + ".pb.gz", text: "download pprof" }),
           " (" + Math.round(t.profile.bytes / 1024) + " KB, " + t.profile.profiles + " report intervals; go tool pprof -http=: FILE)")
-        : (t.profile && (t.profile.error || (t.profile.dropped ? "dropped to stay within profile_store_bytes" : ""))) || "none yet")));
+        : (t.profile && (t.profile.error || (t.profile.dropped ? "dropped to stay within profile_store_bytes" : ""))) || (t.target === "network" ? "none: network tasks report flows (below)" : "none yet"))));
     fill(causes, h("h2", { text: "Causes" }), (t.causes && t.causes.length) ? t.causes.map((c) => h("div", { class: "cause" },
       h("strong", { text: c.monitor }), " ≥ " + c.threshold + " in at least " + c.count + " of " + c.period + " seconds, completed " + fmtClock(c.at),
       h("div", { class: "values" }, "per-second values: " + (c.values || []).map((v) => fmtNum(v, 2)).join(", ")))) : [h("p", { class: "muted", text: t.manual ? "Started by hand." : "No cause recorded." })]);
     if (t.target === "network") {
-      renderNetwork(netSec, t);
+      await renderNetwork(netSec, t);
     } else if (t.profile && t.profile.url && t.profile.profiles !== lastProfiles) {
       lastProfiles = t.profile.profiles;
       if (!flame) flame = new FlameView(flameSec, id);
@@ -489,27 +489,47 @@ function taskPage(app, id) {
     } else if (!flame && !(t.profile && t.profile.url)) {
       fill(flameSec, h("h2", { text: "Flame graph" }), h("p", { class: "muted", text: t.state === "running" || t.state === "pending" ? "Waiting for the first report interval…" : "This task has no profile." }));
     }
-    return !(t.state === "finished" || t.state === "failed" || t.state === "cancelled") || lastProfiles < 0;
+    return !(t.state === "finished" || t.state === "failed" || t.state === "cancelled");
   });
 }
 
-function renderNetwork(sec, t) {
-  // Flows of a network task go to the metrics pipeline; the extension keeps
-  // the task's processes. The topology shows the instance and its processes.
-  const procs = t.processes || [];
-  const W = 520, H = 200, cx = W / 2, cy = H / 2;
-  const svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H });
-  svg.appendChild(s("circle", { cx, cy, r: 18, class: "self" }));
-  svg.appendChild(s("text", { x: cx - 40, y: cy + 34, text: serviceOf(procs[0] || {}) || "service instance" }));
-  procs.forEach((p, i) => {
-    const a = (2 * Math.PI * i) / Math.max(1, procs.length), x = cx + Math.cos(a) * 140, y = cy + Math.sin(a) * 70;
-    svg.appendChild(s("line", { x1: cx, y1: cy, x2: x, y2: y }));
-    svg.appendChild(s("circle", { cx: x, cy: y, r: 10 }));
-    svg.appendChild(s("text", { x: x + 12, y: y + 4, text: "pid " + p.pid }));
+async function renderNetwork(sec, t) {
+  const r = await api("/api/v1/tasks/" + encodeURIComponent(t.id) + "/flows");
+  const flows = r.flows || [];
+  const bytes = (n) => n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B";
+  const peerName = (f) => f.peer_service ? f.peer_service + (f.peer_pid ? " (pid " + f.peer_pid + ")" : "") : f.peer + (f.peer_port ? ":" + f.peer_port : "");
+  const rows = flows.map((f) => h("tr", {},
+    h("td", { text: "pid " + f.pid + (f.local_port ? " :" + f.local_port : "") }), h("td", { text: f.role }), h("td", { text: peerName(f), title: f.peer }),
+    h("td", { class: "num", text: bytes(f.tx_bytes) }), h("td", { class: "num", text: bytes(f.rx_bytes) }), h("td", { class: "num", text: String(f.retransmits) }),
+    h("td", { class: "num", text: f.rtt_seconds ? (f.rtt_seconds * 1000).toFixed(2) + " ms" : "" }),
+    h("td", { class: "num", text: f.opened + " / " + f.closed + " / " + f.active }),
+    h("td", { class: "num", text: f.http_requests ? f.http_requests + (f.http_errors ? " (" + f.http_errors + " 5xx)" : "") : "" }),
+    h("td", { class: "num", text: f.http_requests ? (f.http_seconds / f.http_requests * 1000).toFixed(1) + " ms" : "" })));
+  // Topology: the service instance in the middle, one node per peer.
+  const peers = new Map();
+  for (const f of flows) {
+    const k = f.peer_service || f.peer;
+    const p = peers.get(k) || { name: k, bytes: 0, roles: new Set(), retrans: 0 };
+    p.bytes += f.tx_bytes + f.rx_bytes; p.roles.add(f.role); p.retrans += f.retransmits;
+    peers.set(k, p);
+  }
+  const list = [...peers.values()].sort((a, b) => b.bytes - a.bytes).slice(0, 24);
+  const W = 720, H = 300, cx = W / 2, cy = H / 2, maxB = Math.max(1, ...list.map((p) => p.bytes));
+  const svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, id: "topology" });
+  list.forEach((p, i) => {
+    const a = (2 * Math.PI * i) / Math.max(1, list.length) - Math.PI / 2, x = cx + Math.cos(a) * 280, y = cy + Math.sin(a) * 115;
+    svg.appendChild(s("line", { x1: cx, y1: cy, x2: x, y2: y, "stroke-width": (1 + 5 * p.bytes / maxB).toFixed(1), class: p.retrans ? "retrans" : "" }));
+    svg.appendChild(s("circle", { cx: x, cy: y, r: 8 }, s("title", { text: p.name + ": " + bytes(p.bytes) + ", " + [...p.roles].join("/") + (p.retrans ? ", " + p.retrans + " retransmits" : "") })));
+    svg.appendChild(s("text", { x: x + (x < cx ? -10 : 10), y: y + 4, "text-anchor": x < cx ? "end" : "start", text: p.name }));
   });
-  fill(sec, h("h2", { text: "Network" }),
-    h("p", { class: "muted", text: "Per-flow metrics (peer, bytes, retransmits, RTT, HTTP per peer) of this task leave through the metrics pipeline, stamped contprof.task.id=" + t.id + "; the extension does not keep them." }),
-    h("div", { class: "topo" }, svg));
+  svg.appendChild(s("circle", { cx, cy, r: 16, class: "self" }));
+  svg.appendChild(s("text", { x: cx, y: cy + 30, "text-anchor": "middle", text: serviceOf((t.processes || [])[0] || {}) || "service instance" }));
+  fill(sec, h("h2", { text: "Network flows" }),
+    flows.length ? h("table", { id: "flows" }, h("thead", {}, h("tr", {}, ["local", "role", "peer", "sent", "received", "retransmits", "RTT", "conns opened / closed / open", "HTTP", "HTTP avg"].map((x) => h("th", { text: x })))), h("tbody", {}, rows))
+      : h("p", { class: "muted", text: t.state === "running" || t.state === "pending" ? "Waiting for the first report interval…" : "No flows were seen." }),
+    r.dropped ? h("p", { class: "note", text: r.dropped + " further flows were left out (bound per task)." }) : null,
+    h("h2", { text: "Topology" }), h("div", { class: "topo" }, svg),
+    h("p", { class: "muted", text: "Per-flow metrics and sampled HTTP exchange logs also leave through the pipelines, stamped contprof.task.id=" + t.id + "." }));
 }
 
 // ---- flame graph: one SVG, icicle layout (root on top) ----
