@@ -11,18 +11,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/monitor/httpmon"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-func requireEBPF(t *testing.T) {
+func requireEBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON)")
-	}
-	t.Skip("not root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON); set CONTPROF_REQUIRE_EBPF=1 to make this fatal")
+	proftest.RequireEBPF(t, "the HTTP monitor")
 }
 
 func newTestHTTPMonitor(cfg HTTPConfig, hub *exchangeHub) *httpMonitor {

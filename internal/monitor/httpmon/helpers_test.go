@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 )
 
 func TestMain(m *testing.M) {
@@ -37,13 +39,7 @@ func TestMain(m *testing.M) {
 
 func requireEBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON)")
-	}
-	t.Skip("not root: the HTTP monitor needs root (or CAP_BPF+CAP_PERFMON); set CONTPROF_REQUIRE_EBPF=1 to make this fatal")
+	proftest.RequireEBPF(t, "the HTTP monitor")
 }
 
 func serversDir(t testing.TB) string {

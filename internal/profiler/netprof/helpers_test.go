@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/goleak"
+
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 )
 
 var peerBin string
@@ -50,13 +52,7 @@ func TestMain(m *testing.M) {
 // requireRoot skips (or, with CONTPROF_REQUIRE_EBPF=1, fails) without root.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but the test does not run as root")
-	}
-	t.Skip("needs root: loads eBPF programs and creates network namespaces")
+	proftest.RequireEBPF(t, "a network task (eBPF programs, network namespaces)")
 }
 
 func run(t testing.TB, args ...string) {

@@ -7,15 +7,13 @@ import (
 	"errors"
 	"os"
 	"regexp"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"go.uber.org/goleak"
 
 	"github.com/contprof/contprof/internal/output/profiles"
-	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
@@ -141,58 +139,13 @@ func TestSharedProfiler(t *testing.T) {
 // behind.
 func TestNoLeaks(t *testing.T) {
 	requireEBPF(t)
-	defer goleak.VerifyNone(t)
-	before := openFDs(t)
-	for i := 0; i < 3; i++ {
-		m, err := NewManager(Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := m.Acquire(os.Getpid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if _, err := sub.Drain(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sub.DrainFinal(); err != nil {
-			t.Fatal(err)
-		}
-		if i == 2 {
-			// Closing the manager with a subscription open unloads too.
-			if err := m.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sub.Drain(); err != ErrClosed {
-				t.Errorf("drain after manager close: %v, want ErrClosed", err)
-			}
-			_ = sub.Close()
-			continue
-		}
-		if err := sub.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runtime.GC()
-	if after := openFDs(t); after > before {
-		t.Errorf("open fds: %d before, %d after", before, after)
-	}
+	proftest.NoLeaks(t, newManager)
 	if n := waitUnloaded(t); n != 0 {
 		t.Errorf("%d off-CPU programs still in the kernel 5s after Close", n)
 	}
 }
 
-func openFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
+func newManager() (*Manager, error) { return NewManager(Options{}) }
 
 // The path a collector in a container takes: PIDs compared in our PID
 // namespace through bpf_get_ns_current_pid_tgid.
@@ -240,27 +193,6 @@ func TestAddBadPID(t *testing.T) {
 	}
 }
 
-func runTask(ctx context.Context, t *testing.T, task Task) ([]*profiles.Profile, time.Duration, error) {
-	t.Helper()
-	mgr, err := NewManager(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mgr.Close()
-	sym := symbolize.New(symbolize.Options{})
-	r, err := StartTask(mgr, sym, task)
-	if err != nil {
-		t.Fatalf("start task: %v", err)
-	}
-	var got []*profiles.Profile
-	start := time.Now()
-	err = r.Run(ctx, func(p *profiles.Profile) { got = append(got, p) })
-	if mgr.Loaded() {
-		t.Error("profiler still loaded after the task ended")
-	}
-	return got, time.Since(start), err
-}
-
 // A process exiting mid-task ends the task cleanly with what was collected.
 func TestTaskProcessExits(t *testing.T) {
 	requireEBPF(t)
@@ -269,29 +201,11 @@ func TestTaskProcessExits(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 		proc.Stop()
 	}()
-	got, took, err := runTask(context.Background(), t, Task{
+	got, took, err := proftest.RunTask(context.Background(), t, newManager, Task{
 		PID: proc.PID(), Duration: time.Minute, ReportInterval: 500 * time.Millisecond,
 		Attributes: map[string]any{"contprof.task.id": "x"},
 	})
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	if took > 10*time.Second {
-		t.Errorf("task ran %v after its process exited", took)
-	}
-	if len(got) < 2 {
-		t.Fatalf("%d profiles, want one per report interval", len(got))
-	}
-	all := &profiles.Profile{}
-	for i, p := range got {
-		all.Samples = append(all.Samples, p.Samples...)
-		if p.Attributes["contprof.task.id"] != "x" || p.Kind != profiles.OffCPU() {
-			t.Errorf("profile %d: kind %+v attributes %v", i, p.Kind, p.Attributes)
-		}
-		if i > 0 && !p.Start.Equal(got[i-1].End) {
-			t.Errorf("profile %d starts at %v, previous ended at %v", i, p.Start, got[i-1].End)
-		}
-	}
+	all := proftest.TaskProfiles(t, got, took, err, profiles.OffCPU())
 	if s := share(all, regexp.MustCompile(`^wait_(long|short)$`), nil); all.Total() < int64(time.Second) || s < 0.95 {
 		t.Errorf("%v off-CPU, %.2f in wait_long/wait_short", time.Duration(all.Total()), s)
 	}
@@ -300,41 +214,16 @@ func TestTaskProcessExits(t *testing.T) {
 func TestTaskDurationAndCancel(t *testing.T) {
 	requireEBPF(t)
 	proc := startFed(t, workload.BuildC(t, "offcpu.c"), feedPeriod)
-	got, took, err := runTask(context.Background(), t, Task{PID: proc.PID(), Duration: 1500 * time.Millisecond, ReportInterval: time.Hour})
-	if err != nil || len(got) != 1 || took < 1500*time.Millisecond || took > 5*time.Second {
-		t.Errorf("duration end: err %v, %d profiles, took %v; want the final profile after 1.5s", err, len(got), took)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	got, _, err = runTask(ctx, t, Task{PID: proc.PID(), ReportInterval: time.Hour})
-	if !errors.Is(err, context.DeadlineExceeded) || len(got) != 1 {
-		t.Errorf("cancel: err %v, %d profiles; want the context error and the final profile", err, len(got))
-	}
+	proftest.TaskEnds(t, newManager, proc.PID())
 }
 
 func TestStartTaskErrors(t *testing.T) {
-	mgr, err := NewManager(Options{})
+	mgr, err := newManager()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mgr.Close()
-	sym := symbolize.New(symbolize.Options{})
-	for _, task := range []Task{
-		{PID: 1 << 30},
-		{PID: 0},
-		{PID: 1, ReportInterval: time.Millisecond},
-		{PID: 1, Duration: -time.Second},
-	} {
-		if _, err := StartTask(mgr, sym, task); err == nil {
-			t.Errorf("StartTask(%+v) succeeded", task)
-		} else {
-			t.Log(err)
-		}
-	}
-	if mgr.Loaded() {
-		t.Error("a task that did not start left the profiler loaded")
-	}
+	proftest.StartTaskErrors(t, mgr)
 }
 
 // loaded is the profiler m has loaded now.

@@ -21,18 +21,13 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 func requireEBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root: the off-CPU profiler needs root (or CAP_BPF+CAP_PERFMON)")
-	}
-	t.Skip("not root: the off-CPU profiler needs root (or CAP_BPF+CAP_PERFMON); set CONTPROF_REQUIRE_EBPF=1 to make this fatal")
+	proftest.RequireEBPF(t, "the off-CPU profiler")
 }
 
 // feedPeriod is how often the test writes a byte the workload's wait_short

@@ -16,24 +16,18 @@ import (
 	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pprofiletest"
-	"go.uber.org/goleak"
 
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 func requireEBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root: the on-CPU sampler needs root (or CAP_BPF+CAP_PERFMON)")
-	}
-	t.Skip("not root: the on-CPU sampler needs root (or CAP_BPF+CAP_PERFMON); set CONTPROF_REQUIRE_EBPF=1 to make this fatal")
+	proftest.RequireEBPF(t, "the on-CPU sampler")
 }
 
 // share is the fraction of the profile's samples whose stack holds a frame
@@ -415,39 +409,7 @@ func TestAddBadPID(t *testing.T) {
 // Opening and closing leaves no goroutine and no file descriptor behind.
 func TestNoLeaks(t *testing.T) {
 	requireEBPF(t)
-	defer goleak.VerifyNone(t)
-	before := openFDs(t)
-	for i := 0; i < 3; i++ {
-		m, err := NewManager(Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := m.Acquire(os.Getpid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sub.Drain(); err != nil {
-			t.Fatal(err)
-		}
-		if err := sub.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runtime.GC()
-	if after := openFDs(t); after > before {
-		t.Errorf("open fds: %d before, %d after", before, after)
-	}
-}
-
-func openFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	proftest.NoLeaks(t, func() (*Manager, error) { return NewManager(Options{}) })
 }
 
 // The path a collector in a container takes: PIDs compared in our PID
