@@ -25,7 +25,7 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	ctx := browser.New(t, 3*time.Minute)
 	artifacts := browser.ArtifactDir(t)
 	cfg := testConfig()
-	cfg.Limits.HistoryMaxTasks = 2001
+	cfg.Limits.HistoryMaxTasks = 2002
 	e := startExtension(t, cfg, nil)
 	x := newExecutor()
 	defer e.RegisterExecutor(x)()
@@ -108,6 +108,14 @@ func TestUIAtScaleInBrowser(t *testing.T) {
 	}
 	browser.Wait(t, ctx, 30*time.Second, "filter", `[...document.querySelectorAll("#processes tbody tr:not([style])")].every(r => r.children[1].textContent === "svc-3")`)
 	browser.Screenshot(t, ctx, artifacts, "overview")
+
+	// Live: a task requested now shows up without a reload.
+	liveID, err := e.RequestTask(control.TaskRequest{Target: policy.TargetOffCPU, Duration: time.Minute, Manual: true,
+		Processes: []control.Process{hv.procs[1].Process}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser.Wait(t, ctx, 20*time.Second, "live update", fmt.Sprintf(`window.__contprof.timeline.tasks.some(x => x.id === %q)`, liveID))
 
 	// Task page with its flame graph.
 	if err := chromedp.Do(ctx, chromedp.Navigate(u+"/tasks/"+firstID)); err != nil {
