@@ -18,6 +18,8 @@
 #ifndef CONTPROF_USTACK_H
 #define CONTPROF_USTACK_H
 
+#include "arch.h"
+
 #define USTACK_MAX (32 * 1024) // bytes of stack copied at most
 #define USTACK_PAGE 4096
 #define USTACK_CHAIN 32        // frame-pointer links read beyond the copy
@@ -96,7 +98,7 @@ static __always_inline struct stack_event *ustack_event(void)
 static __always_inline __u32 ustack_copy(struct stack_event *ev)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	void *regs = (void *)bpf_task_pt_regs(task);
 	__u64 n = 0;
 
 	ev->ulen = 0;
@@ -107,9 +109,9 @@ static __always_inline __u32 ustack_copy(struct stack_event *ev)
 		ev->ip = ev->sp = ev->bp = 0;
 		return STACK_EVENT_HEADER;
 	}
-	ev->ip = BPF_CORE_READ(regs, ip);
-	ev->sp = BPF_CORE_READ(regs, sp);
-	ev->bp = BPF_CORE_READ(regs, bp);
+	ev->ip = USER_IP(regs); // arch.h: per-architecture registers
+	ev->sp = USER_SP(regs);
+	ev->bp = USER_FP(regs);
 
 	__u64 addr = ev->sp;
 	for (int i = 0; i < USTACK_MAX / USTACK_PAGE + 1; i++) {

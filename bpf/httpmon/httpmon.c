@@ -30,16 +30,8 @@
 #define PATH_LEN 128
 #define HEAD_LEN 12 // "HTTP/1.1 200": the shortest thing we recognise
 
-// x86-64 system call numbers (objects are built for -target amd64 only).
-#define NR_read 0
-#define NR_write 1
-#define NR_close 3
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
+// System call numbers and argument registers per architecture.
+#include "arch.h"
 
 enum role {
 	ROLE_SERVER = 1,
@@ -330,8 +322,8 @@ static __always_inline int on_exit(__u32 tgid, long nr, long ret)
 	if (ret < 1 && nr != NR_close)
 		return 0; // EAGAIN and friends: the common case in event loops
 	// The arguments, from the user registers saved at syscall entry.
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	__u64 fd = regs->di, a1 = regs->si, a2 = regs->dx;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 fd = SYSCALL_EXIT_ARG0(regs), a1 = SYSCALL_EXIT_ARG1(regs), a2 = SYSCALL_EXIT_ARG2(regs);
 	const char *buf;
 	__u64 cap;
 	struct iovec iov;
@@ -420,8 +412,7 @@ int raw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!is_target(tgid))
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	return on_exit(tgid, BPF_CORE_READ(regs, orig_ax), ctx->args[1]);
+	return on_exit(tgid, SYSCALL_NR((void *)ctx->args[0]), ctx->args[1]);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -3,4 +3,4 @@
 // clang); the generated files are committed so `go build` needs no clang.
 package oncpu
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -tags linux -type sample_key oncpu oncpu.c -- -I../headers -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64,arm64 -tags linux -type sample_key oncpu oncpu.c -- -I../headers -O2 -g -Wall -Werror

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
 
 import (

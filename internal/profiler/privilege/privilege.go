@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package privilege finds out, once at start, what the profilers can do on
 // this machine and as this process: the capabilities eBPF profiling needs,
 // BTF and tracefs. It says what is missing and which task targets that

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package symbolize turns the raw addresses of sampled stacks into frames on
 // the host: ELF .symtab/.dynsym (with the load bias of PIE executables and
 // shared libraries taken from /proc/PID/maps), Go .gopclntab (stripped Go

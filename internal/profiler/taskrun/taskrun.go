@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package taskrun is the life cycle shared by the profiling tasks of one
 // process (on-CPU, off-CPU): a report every interval, a final report at the
 // end, and the end itself — the task's duration, its process exiting (a

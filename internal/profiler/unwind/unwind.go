@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package unwind walks user stacks without frame pointers. The BPF programs
 // copy, at sample time, the user registers and the top of the user stack
 // (perf's approach); this package unwinds that copy in user space with the

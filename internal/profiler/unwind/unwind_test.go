@@ -1,3 +1,6 @@
+// The test reads x86-64 registers through ptrace (syscall.PtraceRegs).
+//go:build linux && amd64
+
 package unwind
 
 import (
