@@ -66,6 +66,10 @@ func TestNetworkTaskThroughCollector(t *testing.T) {
 	if done.State != "finished" {
 		t.Fatalf("task ended %s: %s", done.State, done.Error)
 	}
+	// The extension kept the flows for the web UI's table and topology.
+	if !hasFlowTo(t, api, task.ID, web.Process.Pid, os.Getpid()) {
+		t.Fatalf("GET /api/v1/tasks/%s/flows lacks the server's flow with this test's client", task.ID)
+	}
 }
 
 // A network task fired by process_cpu, with no HTTP policy at all: the HTTP

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,4 +131,37 @@ func TestUIThroughCollector(t *testing.T) {
 		}
 	}
 	console.Check(t)
+}
+
+// hasFlowTo reports whether the extension's flows of a network task have
+// a flow of pid with peerPID that carried HTTP requests and bytes.
+func hasFlowTo(t *testing.T, api, taskID string, pid, peerPID int) bool {
+	t.Helper()
+	resp, err := http.Get(api + "/api/v1/tasks/" + taskID + "/flows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body struct {
+		Flows []struct {
+			PID          int    `json:"pid"`
+			PeerPID      int    `json:"peer_pid"`
+			RxBytes      int64  `json:"rx_bytes"`
+			HTTPRequests int64  `json:"http_requests"`
+		} `json:"flows"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("flows: %v", err)
+	}
+	if testing.Verbose() {
+		t.Logf("flows: %s", raw)
+	}
+	for _, f := range body.Flows {
+		if f.PID == pid && f.PeerPID == peerPID && f.RxBytes > 0 && f.HTTPRequests > 0 {
+			return true
+		}
+	}
+	t.Logf("flows: %s", raw)
+	return false
 }
