@@ -2,7 +2,9 @@ package profiles
 
 import (
 	"fmt"
+	"path"
 	"sort"
+	"strings"
 
 	"github.com/google/pprof/profile"
 )
@@ -61,11 +63,17 @@ func (p *Profile) Pprof() *profile.Profile {
 			if m.BuildID == "" {
 				m.BuildID = f.Mapping.GoBuildID
 			}
+			// Every location was symbolized on the host, from every
+			// symbol source it has (.symtab, .dynsym, MiniDebugInfo,
+			// debug files, Go line tables, perf maps): an address left
+			// without a name has no symbol there. So function
+			// information is as resolved as it gets, and pprof must not
+			// try to symbolize again (remotely it would POST to a
+			// symbolz endpoint next to the download URL and fail). The
+			// build id stays for a backend that has more.
+			m.HasFunctions = true
 			mappings[*f.Mapping] = m
 			out.Mapping = append(out.Mapping, m)
-		}
-		if f.Function != "" {
-			m.HasFunctions = true
 		}
 		if f.File != "" {
 			m.HasFilenames = true
@@ -111,8 +119,49 @@ func (p *Profile) Pprof() *profile.Profile {
 		out.Sample = append(out.Sample, ps)
 	}
 
+	mainFirst(out.Mapping, p.Resource)
 	out.Comments = append(commentsOf(p.Resource), commentsOf(p.Attributes)...)
 	return out
+}
+
+// AttrExecutablePath is the resource attribute naming the process's
+// executable (OpenTelemetry semantic conventions).
+const AttrExecutablePath = "process.executable.path"
+
+// mainFirst moves the main executable's mapping to the front (pprof names
+// the program after the first mapping): the mapping of the resource's
+// executable path, else the first one that is neither the kernel nor a
+// shared library. IDs are renumbered in the new order.
+func mainFirst(ms []*profile.Mapping, resource map[string]any) {
+	exe, _ := resource[AttrExecutablePath].(string)
+	main := -1
+	for i, m := range ms {
+		if exe != "" && m.File == exe {
+			main = i
+			break
+		}
+	}
+	if main < 0 {
+		for i, m := range ms {
+			if m.File != KernelMappingFile && !strings.HasPrefix(m.File, "[") && !isSharedLibrary(m.File) {
+				main = i
+				break
+			}
+		}
+	}
+	if main > 0 {
+		m := ms[main]
+		copy(ms[1:main+1], ms[:main])
+		ms[0] = m
+	}
+	for i, m := range ms {
+		m.ID = uint64(i + 1)
+	}
+}
+
+func isSharedLibrary(file string) bool {
+	base := path.Base(file)
+	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.")
 }
 
 func commentsOf(attrs map[string]any) []string {

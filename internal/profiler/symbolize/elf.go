@@ -108,7 +108,8 @@ func newFile(f *elf.File) (*File, error) {
 
 	var syms symtab
 	var runtimeText uint64
-	for _, load := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+	extra, _ := extraSymbols(f, ef.BuildID, DebugRoot)
+	for _, load := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols, func() ([]elf.Symbol, error) { return extra, nil }} {
 		list, err := load()
 		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 			continue
