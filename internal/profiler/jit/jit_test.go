@@ -46,7 +46,7 @@ func require(t *testing.T, tools ...string) {
 }
 
 const (
-	sampleFreq = 199
+	sampleFreq = 499
 	perfFreq   = 199
 )
 
