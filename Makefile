@@ -20,7 +20,7 @@ TEST_FLAGS  ?= -count=1 -p 1 -timeout 45m
 export GOFLAGS := -buildvcs=false
 export GOPROXY ?= https://proxy.golang.org,direct
 
-.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross
+.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross fuzz
 
 all: collector
 
@@ -78,6 +78,24 @@ cross:
 
 test: setup-test vet cross $(COLLECTOR)
 	$(GO) test $(TEST_FLAGS) ./...
+
+# ---- fuzzing -------------------------------------------------------------------
+# Native Go fuzz targets (package:function). Their seed corpora run in every
+# `make test`; `make fuzz` mutates each for FUZZTIME (CI: 20s each).
+FUZZTIME     ?= 20s
+FUZZ_TARGETS := ./internal/control/policy:FuzzParse ./internal/control/policy:FuzzDecode \
+	./extension/profilingpolicyextension:FuzzAPIRequestBodies \
+	./internal/profiler/symbolize:FuzzELF ./internal/profiler/symbolize:FuzzPerfMap \
+	./internal/profiler/symbolize:FuzzKallsyms ./internal/profiler/symbolize:FuzzProcMaps \
+	./internal/output/profiles:FuzzConvert
+
+# -fuzzminimizetime bounds the minimization of a new input: on ELF files
+# (tens of KB) the default minute would eat the whole budget.
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
+	done
 
 bench: setup-test $(COLLECTOR)
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...

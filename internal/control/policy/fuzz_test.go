@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -12,6 +13,8 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodYAML))
 	f.Add([]byte(""))
+	f.Add([]byte("   \n# only a comment\n"))
+	f.Add([]byte("policies: []"))
 	f.Add([]byte("policies: ["))
 	f.Add([]byte(`[{"name":"a","target":"on_cpu","items":[{"monitor":"process_cpu","threshold":1e2,"period":1,"count":1}]}]`))
 	f.Add([]byte("- {name: a, target: network, selector: {x: {regex: '(?i)a|b'}, n: 1.50}, items: [{monitor: http_error_rate, threshold: 0.5, period: 3600, count: 3600, uri_list: [/]}]}"))
@@ -39,6 +42,33 @@ func FuzzParse(f *testing.F) {
 		}
 		if Version(back) != Version(ps) {
 			t.Fatalf("round trip changed the version: %s", out)
+		}
+	})
+}
+
+// FuzzDecode feeds the decoder what the Collector's confmap gives for
+// inline policies: arbitrary trees of maps, lists, strings and numbers
+// (built here from JSON). It must never panic, and what it accepts must
+// validate again.
+func FuzzDecode(f *testing.F) {
+	f.Add(`[{"name":"a","target":"on_cpu","items":[{"monitor":"process_cpu","threshold":50,"period":10,"count":5}]}]`)
+	f.Add(`{"policies":[{"name":"a","selector":{"k":{"regex":"^x"},"n":3},"target":"network","duration":"1m","silence":"2h","items":[{"monitor":"http_error_rate","threshold":5,"period":60,"count":3,"uri_regex":"^/api"}]}]}`)
+	f.Add(`[{"name":1,"target":[],"items":{"a":null}}]`)
+	f.Add(`[{"name":"a","target":"on_cpu","duration":1e300,"items":[{"monitor":"process_cpu","threshold":-0,"period":1.5,"count":"5"}]}]`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		var root any
+		if err := json.Unmarshal([]byte(doc), &root); err != nil {
+			return
+		}
+		ps, err := Decode(root, "policies")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "policies") {
+				t.Fatalf("error does not name the source: %v", err)
+			}
+			return
+		}
+		if err := Validate(ps); err != nil {
+			t.Fatalf("accepted policies do not validate: %v", err)
 		}
 	})
 }

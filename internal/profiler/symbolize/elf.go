@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -89,11 +90,27 @@ type File struct {
 // and for Go binaries the .gopclntab (found by its magic when the section
 // headers are gone).
 func OpenFile(path string) (*File, error) {
-	f, err := elf.Open(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer fh.Close()
+	return openELF(fh)
+}
+
+// openELF reads an ELF file from r. The files are the profiled processes'
+// (any content at all); debug/elf has panicked on malformed input before,
+// and a malformed binary must cost its symbols, never the collector.
+func openELF(r io.ReaderAt) (ef *File, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ef, err = nil, fmt.Errorf("malformed ELF file: %v", p)
+		}
+	}()
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return nil, err
+	}
 	return newFile(f)
 }
 
