@@ -40,7 +40,7 @@ func FuzzAPIRequestBodies(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = ext.Shutdown(context.Background()) })
 	defer ext.RegisterExecutor(newExecutor())()
-	self, err := procProcess("/proc", pid)
+	self, err := procProcess(pid)
 	if err != nil {
 		f.Fatal(err)
 	}
