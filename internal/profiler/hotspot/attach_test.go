@@ -279,3 +279,36 @@ func TestJavaName(t *testing.T) {
 		}
 	}
 }
+
+// A JVM in its own PID namespace (as in a container) is pid 1 there: its
+// attach files, socket and perf map carry that number.
+func TestPIDNamespace(t *testing.T) {
+	requireJava(t)
+	cp := workload.BuildJava(t, "jit/JSplit.java")
+	outer := workload.StartCmd(t, exec.Command("unshare", "--pid", "--fork", "--kill-child", "java", "-cp", cp, "JSplit"))
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", outer.PID(), outer.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(children)))
+	if err != nil {
+		t.Fatalf("children of unshare: %q", children)
+	}
+	tg, err := Find(Options{}, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupJVMFiles(t, tg)
+	if tg.NSPID != 1 || tg.PID != pid {
+		t.Fatalf("target %+v: want NSPID 1", tg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := DumpPerfMap(ctx, Options{}, tg); err != nil {
+		t.Fatalf("DumpPerfMap: %v", err)
+	}
+	b, err := os.ReadFile(tg.TmpPath("perf-1.map"))
+	if err != nil || !strings.Contains(string(b), "JSplit.spin") {
+		t.Fatalf("perf-1.map: %v", err)
+	}
+}
