@@ -24,6 +24,11 @@ type Common struct {
 	// namespace for current_tgid(); zero means the initial namespace (the
 	// fast path).
 	PIDNamespaceDev, PIDNamespaceIno uint64
+	// Unwind makes the programs send user stack snapshots (ustack.h) to
+	// the events ring buffer, sized by EventBytes, instead of counting
+	// frame-pointer stacks: the DOUBLE_BUFFER maps are then made minimal.
+	Unwind     bool
+	EventBytes uint32
 }
 
 // Settings are applied to the spec before it is loaded.
@@ -39,7 +44,17 @@ type Settings struct {
 // what names the program in errors ("on-CPU sampler").
 func Load(spec *ebpf.CollectionSpec, s Settings, objs any, what string) error {
 	c := s.Common
+	vars := map[string]any{"pidns_dev": c.PIDNamespaceDev, "pidns_ino": c.PIDNamespaceIno}
+	if c.Unwind {
+		vars["unwind_user"] = uint32(1)
+		c.StackEntries, c.CountEntries = 1, 1
+	}
+	var cpus uint32 // ustack.h's scratch space: one entry per possible CPU
+	if n, err := ebpf.PossibleCPU(); err == nil {
+		cpus = uint32(n)
+	}
 	entries := map[string]uint32{
+		"events": c.EventBytes, "ustack_scratch": cpus,
 		"target_pids": c.FilterWords,
 		"stacks_0":    c.StackEntries, "stacks_1": c.StackEntries,
 		"counts_0": c.CountEntries, "counts_1": c.CountEntries,
@@ -52,7 +67,6 @@ func Load(spec *ebpf.CollectionSpec, s Settings, objs any, what string) error {
 			m.MaxEntries = n
 		}
 	}
-	vars := map[string]any{"pidns_dev": c.PIDNamespaceDev, "pidns_ino": c.PIDNamespaceIno}
 	for name, v := range s.Vars {
 		vars[name] = v
 	}

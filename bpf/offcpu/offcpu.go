@@ -49,12 +49,6 @@ type Config struct {
 	// MaxStacksPerSecond is the stack budget per CPU beyond which
 	// switch-outs are sampled (and their time scaled); 0: no limit.
 	MaxStacksPerSecond uint64
-	// Unwind makes the programs send user stack snapshots and blocks (see
-	// ustack.h) to the Events ring buffer; the stack and counts maps are
-	// then unused (and made minimal).
-	Unwind bool
-	// EventBytes sizes the ring buffer (a power of two, at least a page).
-	EventBytes uint32
 }
 
 // Objects are the loaded programs and maps.
@@ -69,26 +63,13 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cpus uint32
-	if n, err := ebpf.PossibleCPU(); err == nil {
-		cpus = uint32(n)
-	}
-	var unwind uint32
-	if cfg.Unwind {
-		unwind, cfg.StackEntries, cfg.CountEntries = 1, 1, 1
-	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{
-		Common: cfg.Common,
-		Entries: map[string]uint32{
-			offcpuMapOffcpuStart:   cfg.ThreadEntries,
-			offcpuMapEvents:        cfg.EventBytes,
-			offcpuMapUstackScratch: cpus,
-		},
+		Common:  cfg.Common,
+		Entries: map[string]uint32{offcpuMapOffcpuStart: cfg.ThreadEntries},
 		Vars: map[string]any{
 			offcpuVarMinBlockNs:      cfg.MinBlockNs,
 			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
-			offcpuVarUnwindUser:      unwind,
 		},
 	}, &objs.offcpuObjects, "off-CPU profiler")
 	if err != nil {

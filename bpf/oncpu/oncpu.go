@@ -23,15 +23,9 @@ const (
 	NumStats
 )
 
-// Config sizes the maps and sets the PID namespace the filter compares in.
-type Config struct {
-	load.Common
-	// Unwind makes the program send user stack snapshots (see ustack.h)
-	// to the Events ring buffer instead of counting frame-pointer stacks.
-	Unwind bool
-	// EventBytes sizes the ring buffer (a power of two, at least a page).
-	EventBytes uint32
-}
+// Config sizes the maps and sets the PID namespace the filter compares in
+// and how user stacks are taken.
+type Config = load.Common
 
 // Objects are the loaded program and maps.
 type Objects struct {
@@ -44,21 +38,8 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cpus uint32
-	if n, err := ebpf.PossibleCPU(); err == nil {
-		cpus = uint32(n)
-	}
-	var unwind uint32
-	if cfg.Unwind {
-		// Counted in user space: the stack and counts maps are unused.
-		unwind, cfg.StackEntries, cfg.CountEntries = 1, 1, 1
-	}
 	var objs Objects
-	err = load.Load(spec, load.Settings{
-		Common:  cfg.Common,
-		Entries: map[string]uint32{oncpuMapEvents: cfg.EventBytes, oncpuMapUstackScratch: cpus},
-		Vars:    map[string]any{oncpuVarUnwindUser: unwind},
-	}, &objs.oncpuObjects, "on-CPU sampler")
+	err = load.Load(spec, load.Settings{Common: cfg}, &objs.oncpuObjects, "on-CPU sampler")
 	if err != nil {
 		return nil, err
 	}

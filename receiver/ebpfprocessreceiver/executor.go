@@ -158,9 +158,9 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 	var err error
 	switch t.Target {
 	case policy.TargetOnCPU:
-		run, err = oncpu.StartTask(e.oncpu, e.sym, spec)
+		run, err = e.oncpu.StartTask(e.sym, spec)
 	case policy.TargetOffCPU:
-		run, err = offcpu.StartTask(e.offcpu, e.sym, spec)
+		run, err = e.offcpu.StartTask(e.sym, spec)
 	default:
 		return nil, fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}

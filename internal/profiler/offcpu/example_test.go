@@ -25,7 +25,7 @@ func Example() {
 
 	var task control.Task // from StartTask
 	proc := task.Process[0]
-	run, err := offcpu.StartTask(mgr, sym, offcpu.Task{ // loads the profiler on first use
+	run, err := mgr.StartTask(sym, offcpu.Task{ // loads the profiler on first use
 		PID:            proc.PID,
 		Duration:       task.Duration,
 		ReportInterval: 10 * time.Second,

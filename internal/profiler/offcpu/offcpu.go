@@ -22,7 +22,6 @@ import (
 	offcpubpf "github.com/contprof/contprof/bpf/offcpu"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
-	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/internal/profiler/taskrun"
 )
 
@@ -52,15 +51,9 @@ type Options struct {
 	// (a thread switching 50,000 times a second is then sampled, one that
 	// blocks 100 times a second is recorded exactly).
 	MaxStacksPerSecond int
-	// FramePointersOnly makes the kernel walk user stacks by frame
-	// pointer (bpf_get_stackid), as before unwinding: code built without
-	// frame pointers then loses its callers.
-	FramePointersOnly bool
-	// MaxFrames is the most user frames of an unwound stack; default 127.
-	MaxFrames int
-	// EventBytes sizes the ring buffer of snapshots and blocks; default
-	// 8 MiB, a power of two in [64 KiB, 1 GiB].
-	EventBytes int
+	// UnwindOptions: user stacks unwound from snapshots (the default) or
+	// walked by frame pointer; EventBytes defaults to 8 MiB.
+	stackprof.UnwindOptions
 
 	// forcePIDNamespace makes the program translate PIDs through the
 	// namespace helper even in the initial namespace (tests).
@@ -89,7 +82,6 @@ func (o *Options) validate() error {
 		{"thread_entries", &o.ThreadEntries, 16384},
 		{"max_pids", &o.MaxPIDs, 1024},
 		{"max_stacks_per_second", &o.MaxStacksPerSecond, DefaultMaxStacksPerSecond},
-		{"max_frames", &o.MaxFrames, 127},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def
@@ -98,13 +90,7 @@ func (o *Options) validate() error {
 			return fmt.Errorf("off_cpu %s: %d is out of range [1, %d]", f.name, *f.v, 1<<20)
 		}
 	}
-	if o.EventBytes == 0 {
-		o.EventBytes = 8 << 20
-	}
-	if o.EventBytes&(o.EventBytes-1) != 0 || o.EventBytes < 64<<10 || o.EventBytes > 1<<30 {
-		return fmt.Errorf("off_cpu event_bytes: %d is not a power of two in [64 KiB, 1 GiB]", o.EventBytes)
-	}
-	return nil
+	return o.UnwindOptions.Validate(Target, 8<<20)
 }
 
 // Block is the value the profiler records per stack: time off the CPU.
@@ -161,15 +147,11 @@ func Open(opts Options) (_ *Profiler, err error) {
 	if err != nil {
 		return nil, err
 	}
-	common := setup.Common
-	common.StackEntries, common.CountEntries = uint32(opts.StackEntries), uint32(opts.CountEntries)
 	objs, err := offcpubpf.Load(offcpubpf.Config{
-		Common:             common,
+		Common:             setup.Load(opts.StackEntries, opts.CountEntries, opts.UnwindOptions),
 		ThreadEntries:      uint32(opts.ThreadEntries),
 		MinBlockNs:         uint64(opts.MinBlock),
 		MaxStacksPerSecond: uint64(opts.MaxStacksPerSecond),
-		Unwind:             !opts.FramePointersOnly,
-		EventBytes:         uint32(opts.EventBytes),
 	})
 	if err != nil {
 		return nil, privilegeHint(err)
@@ -277,7 +259,7 @@ func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
 func (k *kernel) Added(tgid uint32) {
 	if k.uw != nil {
 		// Tables are built in the background: the task does not wait.
-		_ = k.uw.unw.Add(int(tgid))
+		_ = k.uw.Unwinder.Add(int(tgid))
 	}
 }
 
@@ -301,7 +283,7 @@ func (k *kernel) Forget(tgid uint32) {
 func (k *kernel) Close() error {
 	var errs []error
 	if k.uw != nil {
-		errs = append(errs, k.uw.stop())
+		errs = append(errs, k.uw.Close())
 	}
 	for _, l := range k.links {
 		errs = append(errs, l.Close())
@@ -352,20 +334,12 @@ func (p *Profiler) Stats() (Stats, error) {
 // concurrent use.
 type Manager = stackprof.Manager[Block]
 
-// NewManager returns a Manager; opts are checked now so that a bad
-// configuration is reported at start, not at the first task.
+// NewManager returns a Manager; opts are checked now. Its StartTask
+// starts recording a task's process; the task's final profile also holds
+// the threads still blocked at the end, for the time they have been
+// blocked during the task (see DrainFinal).
 func NewManager(opts Options) (*Manager, error) {
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
-	return stackprof.NewManager[Block](Target, func() (*Profiler, error) { return Open(opts) }), nil
-}
-
-// StartTask starts recording t.PID. An error means the task did not start.
-// The task's final profile also holds the threads still blocked at the end,
-// for the time they have been blocked during the task (see DrainFinal).
-func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {
-	return mgr.StartTask(sym, t)
+	return stackprof.NewManagerFor[Block](Target, opts, (*Options).validate, Open)
 }
 
 // trimTracing drops the leading kernel frames of the tracing machinery that

@@ -37,7 +37,7 @@ func TestBlockingThroughLibc(t *testing.T) {
 	if err := sym.Preload(proc.PID()); err != nil {
 		t.Fatal(err)
 	}
-	if !p.k.uw.unw.Wait(proc.PID(), 20*time.Second) {
+	if !p.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second) {
 		t.Fatal("unwind tables not built within 20s")
 	}
 	sub.Drain()

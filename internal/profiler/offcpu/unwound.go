@@ -3,7 +3,6 @@
 package offcpu
 
 import (
-	"errors"
 	"sync"
 	"time"
 
@@ -23,15 +22,15 @@ import (
 // switch-out's. Snapshots are unwound only when their block counts (or
 // when pending ones hold more than maxPendingBytes).
 type unwinding struct {
-	p   *stackprof.Profiler[Block]
-	unw *unwind.Unwinder
-	rd  *unwind.EventReader
+	*stackprof.Unwinding
+	p *stackprof.Profiler[Block]
+	// acc counts the blocks since the last collection.
+	acc stackprof.Pending[Block]
 
 	mu           sync.Mutex
 	pending      map[uint32]*snapshot // by thread id
 	pendingBytes int
-	acc          map[uint32]map[string]*unwoundBlock // by pid, since the last collection
-	orphans      uint64                              // blocks whose snapshot was not found
+	orphans      uint64 // blocks whose snapshot was not found
 }
 
 const maxPendingBytes = 32 << 20
@@ -45,32 +44,17 @@ type snapshot struct {
 	st       stackprof.Stack
 }
 
-type unwoundBlock struct {
-	st stackprof.Stack
-	b  Block
-}
-
 func (k *kernel) startUnwinding(p *stackprof.Profiler[Block], maxFrames int) error {
-	uw := &unwinding{
-		p:       p,
-		unw:     unwind.New(unwind.Options{MaxFrames: maxFrames}),
-		pending: map[uint32]*snapshot{},
-		acc:     map[uint32]map[string]*unwoundBlock{},
-	}
-	rd, err := unwind.NewEventReader(k.objs.Events, uw.handle)
+	uw := &unwinding{p: p, pending: map[uint32]*snapshot{}}
+	u, err := stackprof.StartUnwinding(k.objs.Events, maxFrames, uw.handle)
 	if err != nil {
-		return errors.Join(err, uw.unw.Close())
+		return err
 	}
-	uw.rd, k.uw = rd, uw
+	uw.Unwinding, k.uw = u, uw
 	return nil
 }
 
-// stop ends the reader and the unwinder.
-func (uw *unwinding) stop() error {
-	return errors.Join(uw.rd.Close(), uw.unw.Close())
-}
-
-func (uw *unwinding) handle(raw []byte) {
+func (uw *unwinding) handle(_ *stackprof.Unwinding, raw []byte) {
 	switch unwind.EventKind(raw) {
 	case unwind.EventStack:
 		ev, err := unwind.DecodeStackEvent(raw)
@@ -78,8 +62,7 @@ func (uw *unwinding) handle(raw []byte) {
 			return
 		}
 		ev.User.Stack = append([]byte(nil), ev.User.Stack...) // raw is reused
-		s := &snapshot{pid: ev.PID, seq: ev.Seq, p16: ev.P16, received: time.Now(), ev: &ev,
-			st: stackprof.Stack{Kernel: ev.Kernel, KernelLost: ev.KernelErr}}
+		s := &snapshot{pid: ev.PID, seq: ev.Seq, p16: ev.P16, received: time.Now(), ev: &ev}
 		uw.mu.Lock()
 		defer uw.mu.Unlock()
 		uw.dropLocked(ev.TID)
@@ -102,18 +85,7 @@ func (uw *unwinding) handle(raw []byte) {
 		}
 		uw.dropLocked(be.TID)
 		uw.unwindLocked(s)
-		acc := uw.acc[s.pid]
-		if acc == nil {
-			acc = map[string]*unwoundBlock{}
-			uw.acc[s.pid] = acc
-		}
-		b := Block{Nanoseconds: be.NS, Blocks: be.Blocks}
-		key := s.st.Key()
-		if u := acc[key]; u != nil {
-			u.b = u.b.Add(b)
-		} else {
-			acc[key] = &unwoundBlock{st: s.st, b: b}
-		}
+		uw.acc.Add(s.pid, s.st, Block{Nanoseconds: be.NS, Blocks: be.Blocks})
 	}
 }
 
@@ -133,10 +105,7 @@ func (uw *unwinding) unwindLocked(s *snapshot) {
 		return
 	}
 	uw.pendingBytes -= len(s.ev.User.Stack)
-	if !s.ev.NoUser {
-		u := uw.unw.Unwind(int(s.pid), &s.ev.User)
-		s.st.User, s.st.Truncated = u.PCs, u.Truncated
-	}
+	s.st = uw.Stack(s.pid, s.ev)
 	s.ev = nil
 }
 
@@ -145,14 +114,9 @@ func (uw *unwinding) unwindLocked(s *snapshot) {
 // the CPU (the start map holds them, by switch-out time) for the time since
 // max(block start, subscription start).
 func (uw *unwinding) collect(c *stackprof.Collection[Block], start *ebpf.Map, minBlock time.Duration) error {
+	uw.acc.Flush(c)
 	uw.mu.Lock()
 	defer uw.mu.Unlock()
-	for pid, acc := range uw.acc {
-		for _, u := range acc {
-			c.Add(pid, u.st, u.b)
-		}
-	}
-	uw.acc = map[uint32]map[string]*unwoundBlock{}
 
 	blocked := map[uint32]uint64{}
 	err := stackprof.Scan(start, func(tid *uint32, st *offcpubpf.Start) { blocked[*tid] = st.Ts })
@@ -189,10 +153,10 @@ func (uw *unwinding) collect(c *stackprof.Collection[Block], start *ebpf.Map, mi
 }
 
 func (uw *unwinding) forget(tgid uint32) {
-	uw.unw.Forget(int(tgid))
+	uw.Unwinder.Forget(int(tgid))
+	uw.acc.Forget(tgid)
 	uw.mu.Lock()
 	defer uw.mu.Unlock()
-	delete(uw.acc, tgid)
 	for tid, s := range uw.pending {
 		if s.pid == tgid {
 			uw.dropLocked(tid)

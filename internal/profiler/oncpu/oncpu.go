@@ -42,14 +42,9 @@ type Options struct {
 	CountEntries int
 	// MaxPIDs is how many processes can be profiled at once; default 1024.
 	MaxPIDs int
-	// FramePointersOnly makes the kernel walk user stacks by frame
-	// pointer (bpf_get_stackid), as before unwinding: cheaper, but code
-	// built without frame pointers loses its callers.
-	FramePointersOnly bool
-	// MaxFrames is the most user frames of an unwound stack; default 127.
-	MaxFrames int
-	// EventBytes sizes the ring buffer of stack snapshots; default 4 MiB.
-	EventBytes int
+	// UnwindOptions: user stacks unwound from snapshots (the default) or
+	// walked by frame pointer; EventBytes defaults to 4 MiB.
+	stackprof.UnwindOptions
 
 	// forcePIDNamespace makes the program translate PIDs through the
 	// namespace helper even in the initial namespace (tests).
@@ -73,7 +68,7 @@ func (o *Options) validate() error {
 		name string
 		v    *int
 		def  int
-	}{{"stack_entries", &o.StackEntries, 8192}, {"count_entries", &o.CountEntries, 8192}, {"max_pids", &o.MaxPIDs, 1024}, {"max_frames", &o.MaxFrames, 127}} {
+	}{{"stack_entries", &o.StackEntries, 8192}, {"count_entries", &o.CountEntries, 8192}, {"max_pids", &o.MaxPIDs, 1024}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -81,10 +76,7 @@ func (o *Options) validate() error {
 			return fmt.Errorf("on_cpu %s: %d is out of range [1, %d]", f.name, *f.v, 1<<20)
 		}
 	}
-	if o.EventBytes == 0 {
-		o.EventBytes = 4 << 20
-	}
-	return nil
+	return o.UnwindOptions.Validate(Target, 4<<20)
 }
 
 // Count is the value the sampler counts per stack: samples.
@@ -131,16 +123,11 @@ func Open(opts Options) (_ *Sampler, err error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	if opts.EventBytes&(opts.EventBytes-1) != 0 || opts.EventBytes < 64<<10 {
-		return nil, fmt.Errorf("on_cpu event_bytes: %d is not a power of two of at least 64 KiB", opts.EventBytes)
-	}
 	setup, err := stackprof.NewSetup(Target, opts.forcePIDNamespace)
 	if err != nil {
 		return nil, err
 	}
-	common := setup.Common
-	common.StackEntries, common.CountEntries = uint32(opts.StackEntries), uint32(opts.CountEntries)
-	objs, err := oncpubpf.Load(oncpubpf.Config{Common: common, Unwind: !opts.FramePointersOnly, EventBytes: uint32(opts.EventBytes)})
+	objs, err := oncpubpf.Load(setup.Load(opts.StackEntries, opts.CountEntries, opts.UnwindOptions))
 	if err != nil {
 		return nil, privilegeHint(err)
 	}
@@ -213,7 +200,7 @@ func (k *kernel) Filter() *ebpf.Map { return k.objs.TargetPids }
 // bpf_get_stackid recorded.
 func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
 	if k.uw != nil {
-		k.uw.collect(c)
+		k.uw.pending.Flush(c)
 		return nil
 	}
 	old, err := k.buf.Flip()
@@ -239,7 +226,7 @@ func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
 func (k *kernel) Added(tgid uint32) {
 	if k.uw != nil {
 		// Tables are built in the background: the task does not wait.
-		_ = k.uw.unw.Add(int(tgid))
+		_ = k.uw.Unwinder.Add(int(tgid))
 	}
 }
 
@@ -252,7 +239,7 @@ func (k *kernel) Forget(tgid uint32) {
 func (k *kernel) Close() error {
 	var errs []error
 	if k.uw != nil {
-		errs = append(errs, k.uw.stop())
+		errs = append(errs, k.uw.Close())
 	}
 	for _, l := range k.links {
 		errs = append(errs, l.Close())
@@ -283,12 +270,9 @@ func (s *Sampler) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	return Stats{
-		Samples:          v[oncpubpf.StatSamples],
-		UserStacksLost:   v[oncpubpf.StatUserStackLost],
-		KernelStacksLost: v[oncpubpf.StatKernelStackLost],
-		SamplesLost:      v[oncpubpf.StatCountLost] + v[oncpubpf.StatEventLost],
-	}, nil
+	// A sample is lost when the counts map or the snapshot ring is full.
+	lost := v[oncpubpf.StatCountLost] + v[oncpubpf.StatEventLost]
+	return Stats{v[oncpubpf.StatSamples], v[oncpubpf.StatUserStackLost], v[oncpubpf.StatKernelStackLost], lost}, nil
 }
 
 // Manager loads the sampler when the first process is added and unloads it
@@ -296,18 +280,10 @@ func (s *Sampler) Stats() (Stats, error) {
 // while no on-CPU task does. It is safe for concurrent use.
 type Manager = stackprof.Manager[Count]
 
-// NewManager returns a Manager; opts are checked now so that a bad
-// configuration is reported at start, not at the first task.
+// NewManager returns a Manager; opts are checked now. Its StartTask
+// starts sampling a task's process.
 func NewManager(opts Options) (*Manager, error) {
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
-	return stackprof.NewManager[Count](Target, func() (*Sampler, error) { return Open(opts) }), nil
-}
-
-// StartTask starts sampling t.PID. An error means the task did not start.
-func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {
-	return mgr.StartTask(sym, t)
+	return stackprof.NewManagerFor[Count](Target, opts, (*Options).validate, Open)
 }
 
 func onlineCPUs() ([]int, error) {
@@ -347,3 +323,8 @@ func parseCPUList(s string) ([]int, error) {
 }
 
 func privilegeHint(err error) error { return stackprof.PrivilegeHint(err, "on-CPU profiling") }
+
+// StartTask is mgr.StartTask.
+func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {
+	return mgr.StartTask(sym, t)
+}

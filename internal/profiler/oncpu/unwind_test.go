@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
@@ -134,7 +135,7 @@ func TestCallersWithoutFramePointers(t *testing.T) {
 	}
 	// The tables are built in the background; the comparison starts once
 	// they are in (samples before use frame pointers).
-	if !s.k.uw.unw.Wait(proc.PID(), 20*time.Second) {
+	if !s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second) {
 		t.Fatal("unwind tables not built within 20s")
 	}
 	sub.Drain()
@@ -187,7 +188,7 @@ func TestDeepStack(t *testing.T) {
 		truncated bool
 	}{{127, false}, {64, true}} {
 		proc := workload.Start(t, bin, "deep", "100")
-		s, err := Open(Options{MaxFrames: tc.maxFrames})
+		s, err := Open(Options{UnwindOptions: stackprof.UnwindOptions{MaxFrames: tc.maxFrames}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +196,7 @@ func TestDeepStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.k.uw.unw.Wait(proc.PID(), 20*time.Second)
+		s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second)
 		sub.Drain()
 		sym := symbolize.New(symbolize.Options{})
 		p := &profiles.Profile{}

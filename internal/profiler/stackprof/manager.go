@@ -36,6 +36,16 @@ func NewManager[V Value[V], S Source[V]](name string, open func() (S, error)) *M
 	return &Manager[V]{name: name, loader: lazyload.New(load, (*Profiler[V]).idle)}
 }
 
+// NewManagerFor checks opts now (validate sets their defaults), so that a
+// bad configuration is reported at start and not at the first task, and
+// returns a Manager that opens the source with them.
+func NewManagerFor[V Value[V], O any, S Source[V]](name string, opts O, validate func(*O) error, open func(O) (S, error)) (*Manager[V], error) {
+	if err := validate(&opts); err != nil {
+		return nil, err
+	}
+	return NewManager[V](name, func() (S, error) { return open(opts) }), nil
+}
+
 // Acquire starts recording pid for a new subscriber, loading the profiler
 // if it is not loaded.
 func (m *Manager[V]) Acquire(pid int) (*Subscription[V], error) {

@@ -48,3 +48,12 @@ func PrivilegeHint(err error, what string) error {
 	}
 	return err
 }
+
+// Load is the setup's load.Common completed with a source's map sizes and
+// how it takes user stacks.
+func (s Setup) Load(stackEntries, countEntries int, u UnwindOptions) load.Common {
+	c := s.Common
+	c.StackEntries, c.CountEntries = uint32(stackEntries), uint32(countEntries)
+	c.Unwind, c.EventBytes = !u.FramePointersOnly, uint32(u.EventBytes)
+	return c
+}
