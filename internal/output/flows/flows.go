@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
-// Names netprof emits (see internal/profiler/netprof/README.md); a test on
-// Linux checks they match netprof's constants.
+// Names netprof emits (see internal/profiler/netprof/README.md); netprof
+// uses these constants.
 const (
 	MetricIO          = "contprof.network.io"
 	MetricRTT         = "contprof.network.rtt"

@@ -15,38 +15,43 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/contprof/contprof/bpf/tcpevents"
+	"github.com/contprof/contprof/internal/output/flows"
 	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // ScopeName is the instrumentation scope of everything a task emits.
 const ScopeName = "github.com/contprof/contprof/internal/profiler/netprof"
 
-// Metric names (see README.md).
+// Metric and attribute names (see README.md); those the extension's flow
+// table reads are defined once, in internal/output/flows.
 const (
-	MetricIO               = "contprof.network.io"
-	MetricRTT              = "contprof.network.rtt"
-	MetricRetransmits      = "contprof.network.retransmits"
-	MetricOpened           = "contprof.network.connections.opened"
-	MetricClosed           = "contprof.network.connections.closed"
-	MetricActive           = "contprof.network.connection.count"
-	MetricDuration         = "contprof.network.connection.duration"
-	MetricHTTPServer       = "http.server.request.duration"
-	MetricHTTPClient       = "http.client.request.duration"
-	EventHTTPExchange      = "contprof.http.exchange"
-	AttrPeerAddress        = "network.peer.address"
-	AttrPeerPort           = "network.peer.port"
-	AttrLocalPort          = "network.local.port"
-	AttrTransport          = "network.transport"
-	AttrType               = "network.type"
-	AttrDirection          = "network.io.direction"
-	AttrRole               = "contprof.network.role"
-	AttrPeerPID            = "contprof.peer.process.pid"
-	AttrPeerService        = "service.peer.name"
-	AttrMethod             = "http.request.method"
-	AttrStatus             = "http.response.status_code"
-	AttrURLPath            = "url.path"
-	AttrHTTPDuration       = "contprof.http.duration"
-	AttrHTTPRole           = "contprof.http.role"
+	MetricIO          = flows.MetricIO
+	MetricRTT         = flows.MetricRTT
+	MetricRetransmits = flows.MetricRetransmits
+	MetricOpened      = flows.MetricOpened
+	MetricClosed      = flows.MetricClosed
+	MetricActive      = flows.MetricActive
+	MetricDuration    = "contprof.network.connection.duration"
+	MetricHTTPServer  = flows.MetricHTTPServer
+	MetricHTTPClient  = flows.MetricHTTPClient
+	EventHTTPExchange = "contprof.http.exchange"
+	AttrPeerAddress   = flows.AttrPeerAddress
+	AttrPeerPort      = flows.AttrPeerPort
+	AttrLocalPort     = flows.AttrLocalPort
+	AttrTransport     = "network.transport"
+	AttrType          = "network.type"
+	AttrDirection     = flows.AttrDirection
+	AttrRole          = flows.AttrRole
+	AttrPeerPID       = flows.AttrPeerPID
+	AttrPeerService   = flows.AttrPeerService
+	AttrMethod        = "http.request.method"
+	AttrStatus        = flows.AttrStatus
+	AttrURLPath       = "url.path"
+	AttrHTTPDuration  = "contprof.http.duration"
+	AttrHTTPRole      = "contprof.http.role"
+)
+
+const (
 	directionTransmit      = "transmit"
 	directionReceive       = "receive"
 	roleNameClient         = "client"
