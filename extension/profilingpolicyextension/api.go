@@ -255,11 +255,23 @@ func (e *profilingPolicy) getTasks(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
 }
 
-func (e *profilingPolicy) getTask(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// task returns the task with id, or answers a JSON 404 and false.
+func (e *profilingPolicy) task(w http.ResponseWriter, id string) (taskcontrol.TaskInfo, bool) {
 	t, ok := e.tasks.Task(id)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+		writeNotFound(w, id)
+	}
+	return t, ok
+}
+
+func writeNotFound(w http.ResponseWriter, id string) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+}
+
+func (e *profilingPolicy) getTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, ok := e.task(w, id)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, newTaskView(t))
@@ -267,9 +279,8 @@ func (e *profilingPolicy) getTask(w http.ResponseWriter, r *http.Request) {
 
 func (e *profilingPolicy) getProfile(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t, ok := e.tasks.Task(id)
+	t, ok := e.task(w, id)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
 		return
 	}
 	data, ok, err := e.tasks.Profile(id)
@@ -302,7 +313,7 @@ func (e *profilingPolicy) cancelTask(w http.ResponseWriter, r *http.Request) {
 	t, err := e.tasks.Cancel(id)
 	switch {
 	case errors.Is(err, taskcontrol.ErrNotFound):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
+		writeNotFound(w, id)
 	case err != nil:
 		writeError(w, http.StatusConflict, err.Error())
 	default:

@@ -36,9 +36,8 @@ func (e *profilingPolicy) uiRoutes() []route {
 // task, or one report interval with ?interval=<unix seconds>.
 func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t, ok := e.tasks.Task(id)
+	t, ok := e.task(w, id)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
 		return
 	}
 	var opt flame.Options
@@ -67,9 +66,8 @@ func (e *profilingPolicy) getFlame(w http.ResponseWriter, r *http.Request) {
 // intervals (bounded: see taskcontrol).
 func (e *profilingPolicy) getFlows(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t, ok := e.tasks.Task(id)
+	t, ok := e.task(w, id)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no task with id %q (tasks are kept 48 hours)", id))
 		return
 	}
 	fs, dropped, ok := e.tasks.Flows(id)
