@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/contprof/contprof/internal/testhelper/browser"
@@ -164,4 +165,56 @@ func hasFlowTo(t *testing.T, api, taskID string, pid, peerPID int) bool {
 	}
 	t.Logf("flows: %s", raw)
 	return false
+}
+
+// TestUIWithBearerTokenInBrowser: with api.auth the pages need the token
+// too; a browser that presents it (here through DevTools, as a proxy would)
+// gets every page, asset and API call, and a manual task started from the
+// overview's form goes through the POST endpoint with the same token.
+func TestUIWithBearerTokenInBrowser(t *testing.T) {
+	requireRoot(t)
+	const token = "ui-e2e-token"
+	ctx := browser.New(t, 3*time.Minute)
+	bin := workload.BuildC(t, "hotcpu.c")
+	w := startBusy(t, bin, "contprof-uiauth")
+	port := freePort(t)
+	api := apiURL(port)
+	cfg := testConfig{
+		APIPort:        port,
+		API:            "auth: { authenticator: bearertokenauth }",
+		Extensions:     "bearertokenauth:\n  token: " + token,
+		ExtensionNames: []string{"bearertokenauth"},
+		Receiver:       "include: { executables: [contprof-uiauth] }\nprofiling: { report_interval: 2s }",
+		Signals:        []string{"profiles"},
+	}.yaml()
+	c := startCollector(t, writeConfig(t, cfg))
+	c.waitFor("Everything is ready", time.Minute)
+
+	// Without the token (TestAPIAuthWithBearerToken checks every page).
+	resp, err := http.Get(api + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the overview without the token: %d, want 401", resp.StatusCode)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Bearer " + token}}); err != nil {
+		t.Fatal(err)
+	}
+	console := browser.WatchConsole(ctx)
+	pid := strconv.Itoa(w.PID())
+	browser.Do(t, ctx, chromedp.Navigate(api+"/"), chromedp.SendKeys(`#process-filter`, pid))
+	browser.Wait(t, ctx, 30*time.Second, "the monitored process", fmt.Sprintf(`[...document.querySelectorAll("#processes tbody tr")].some(r => r.children[0] && r.children[0].textContent === %q)`, pid))
+	browser.Do(t, ctx, chromedp.SetValue(`#manual-task input[name=pid]`, pid), chromedp.SetValue(`#manual-task input[name=duration]`, "3s"),
+		chromedp.Click(`#manual-task button`))
+	browser.Wait(t, ctx, 30*time.Second, "manual task started", `!!document.querySelector("#manual-task a[href^='/tasks/']")`)
+	id := strings.TrimPrefix(browser.Eval[string](t, ctx, `document.querySelector("#manual-task a").getAttribute("href")`), "/tasks/")
+	browser.Do(t, ctx, chromedp.Navigate(api+"/tasks/"+id))
+	browser.Wait(t, ctx, 30*time.Second, "the manual task's page", `document.querySelector("#task-id") && document.body.textContent.includes("manual (API)")`)
+	console.Check(t)
 }

@@ -108,8 +108,9 @@ type Errors struct {
 	ignore []string
 }
 
-// WatchConsole starts collecting the page's errors; messages containing one
-// of ignore (e.g. an HTTP status a test provokes) are expected.
+// WatchConsole starts collecting the page's errors; messages (or their
+// URLs) containing one of ignore (e.g. an HTTP status a test provokes) are
+// expected.
 func WatchConsole(ctx context.Context, ignore ...string) *Errors {
 	ce := &Errors{ignore: ignore}
 	msgs := chromedp.Console(ctx)
@@ -121,13 +122,14 @@ func WatchConsole(ctx context.Context, ignore ...string) *Errors {
 			if !(m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy")) {
 				continue
 			}
+			text := m.String() + " (" + m.URL + ")"
 			expected := false
 			for _, s := range ce.ignore {
-				expected = expected || strings.Contains(m.Text, s)
+				expected = expected || strings.Contains(text, s)
 			}
 			if !expected {
 				ce.mu.Lock()
-				ce.msgs = append(ce.msgs, m.String())
+				ce.msgs = append(ce.msgs, text)
 				ce.mu.Unlock()
 			}
 		}
