@@ -242,3 +242,70 @@ func names(frames []profiles.Frame) []string {
 	}
 	return out
 }
+
+// TestGoCgo: Go calling C through cgo, the C code built with cgo's default
+// flags (no frame pointers) and running on the system stack. The stacks
+// must hold the C frames and the Go frames above them.
+func TestGoCgo(t *testing.T) {
+	requireEBPF(t)
+	bin := workload.BuildGo(t, "cgocall")
+	proc := workload.Start(t, bin)
+	s, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub, err := s.Add(proc.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	s.k.uw.unw.Wait(proc.PID(), 20*time.Second)
+	sub.Drain()
+	sym := symbolize.New(symbolize.Options{})
+	p := &profiles.Profile{}
+	for i := 0; i < 10 && p.Total() < 150; i++ {
+		time.Sleep(time.Second)
+		b, err := sub.Drain()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Samples = append(p.Samples, b.Profile(sym, nil, nil).Samples...)
+	}
+	want := []string{"c_leaf", "c_mid", "main.goCaller", "main.main"}
+	var inLeaf, whole int64
+	for _, smp := range p.Samples {
+		fns := names(smp.Frames)
+		if indexOf(fns, "c_leaf") < 0 {
+			continue
+		}
+		inLeaf += smp.Value
+		at, ok := 0, true
+		for _, w := range want {
+			i := indexOf(fns[at:], w)
+			if i < 0 {
+				ok = false
+				break
+			}
+			at += i
+		}
+		if ok {
+			whole += smp.Value
+		} else if inLeaf-smp.Value < 20 {
+			t.Logf("incomplete: %s", strings.Join(fns, " <- "))
+		}
+	}
+	t.Logf("%d samples in c_leaf, %d with %v in order", inLeaf, whole, want)
+	if inLeaf < 100 || float64(whole) < 0.9*float64(inLeaf) {
+		t.Errorf("%d of %d samples in c_leaf have the whole Go -> C stack", whole, inLeaf)
+	}
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}

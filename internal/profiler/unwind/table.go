@@ -20,7 +20,8 @@ type Table struct {
 	rules []rule
 	// GoFramePointers is set for Go executables: Go keeps frame pointers
 	// on amd64, and its .debug_frame does not describe the stack switches
-	// of cgo calls, so Go code is unwound by frame pointer.
+	// of cgo calls, so Go code is unwound by frame pointer; only the C code
+	// linked in (cgo), which .eh_frame describes, is in the table.
 	GoFramePointers bool
 }
 
@@ -55,14 +56,16 @@ func BuildFile(path string) (*Table, error) {
 	return Build(f)
 }
 
-// Build reads .eh_frame and .debug_frame of f. For Go executables only the
-// marker is set (see GoFramePointers).
+// Build reads .eh_frame and .debug_frame of f; of Go executables only
+// .eh_frame (see GoFramePointers).
 func Build(f *elf.File) (*Table, error) {
 	if f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("unwind tables: machine %v is not supported", f.Machine)
 	}
-	if isGo(f) {
-		return &Table{GoFramePointers: true}, nil
+	goExe := isGo(f)
+	sections := []string{".eh_frame", ".debug_frame"}
+	if goExe {
+		sections = sections[:1]
 	}
 	type fde struct {
 		start, end uint64
@@ -73,7 +76,7 @@ func Build(f *elf.File) (*Table, error) {
 		all  []cfiRow
 		errs []error
 	)
-	for _, name := range []string{".eh_frame", ".debug_frame"} {
+	for _, name := range sections {
 		sec := f.Section(name)
 		if sec == nil || sec.Type == elf.SHT_NOBITS {
 			continue
@@ -94,6 +97,9 @@ func Build(f *elf.File) (*Table, error) {
 		}
 	}
 	if len(fdes) == 0 {
+		if goExe {
+			return &Table{GoFramePointers: true}, nil
+		}
 		if len(errs) > 0 {
 			return nil, errors.Join(errs...)
 		}
@@ -101,7 +107,7 @@ func Build(f *elf.File) (*Table, error) {
 	}
 	// .eh_frame first, so on overlap (a debug file has both) it wins.
 	sort.SliceStable(fdes, func(i, j int) bool { return fdes[i].start < fdes[j].start })
-	t := &Table{base: fdes[0].start}
+	t := &Table{base: fdes[0].start, GoFramePointers: goExe}
 	t.pcs = make([]uint32, 0, len(all)+len(fdes)/4)
 	t.rules = make([]rule, 0, cap(t.pcs))
 	add := func(pc uint64, r rule) {

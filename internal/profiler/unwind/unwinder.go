@@ -354,13 +354,11 @@ func (ps *procSource) ruleFor(pc uint64) (rule, bool, bool) {
 	if e.state != stateReady {
 		return rule{kind: kindNone}, true, false
 	}
-	if e.table.GoFramePointers {
-		return rule{}, true, true
-	}
 	vaddr := fileVaddr(e.loads, pc-m.start+m.offset)
 	r, ok := e.table.lookup(vaddr)
-	if !ok {
-		return rule{kind: kindNone}, true, false
+	if !ok || r.kind == kindNone {
+		// Go code (no FDE) is unwound by frame pointer.
+		return rule{kind: kindNone}, true, e.table.GoFramePointers
 	}
 	return r, true, false
 }
@@ -408,7 +406,12 @@ func (u *Unwinder) readMapsLocked(pid int, p *process) error {
 		}
 		m := mapping{start: start, end: end, offset: off}
 		if fields[4] != "0" && len(fields) >= 6 && strings.HasPrefix(fields[5], "/") {
-			m.e = u.entryLocked(fmt.Sprintf("%s/%d/map_files/%s", u.procfs, pid, fields[0]))
+			// map_files names have no leading zeros (maps lines do);
+			// the root path is for kernels without map_files access.
+			m.e = u.entryLocked(fmt.Sprintf("%s/%d/map_files/%x-%x", u.procfs, pid, start, end))
+			if m.e == nil {
+				m.e = u.entryLocked(fmt.Sprintf("%s/%d/root%s", u.procfs, pid, strings.Join(fields[5:], " ")))
+			}
 		}
 		maps = append(maps, m)
 	}
