@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	offcpubpf "github.com/contprof/contprof/bpf/offcpu"
@@ -108,14 +107,8 @@ func (b Block) Add(o Block) Block {
 // Weight implements stackprof.Value: profiles are in nanoseconds.
 func (b Block) Weight() uint64 { return b.Nanoseconds }
 
-// The runtime's types for this source.
-type (
-	Subscription = stackprof.Subscription[Block]
-	Batch        = stackprof.Batch[Block]
-	RawSample    = stackprof.RawSample[Block]
-	Task         = taskrun.Task
-	TaskRun      = taskrun.Run
-)
+// Task is one off-CPU task (the same description as on-CPU's).
+type Task = taskrun.Task
 
 // ErrClosed is returned by operations on a closed Profiler or Subscription.
 var ErrClosed = stackprof.ErrClosed
@@ -130,8 +123,8 @@ type Profiler struct {
 }
 
 type kernel struct {
+	stackprof.Attachment
 	objs     *offcpubpf.Objects
-	links    []link.Link
 	buf      stackprof.Buffers
 	minBlock time.Duration
 	uw       *unwinding // nil: frame pointers only
@@ -168,7 +161,7 @@ func Open(opts Options) (_ *Profiler, err error) {
 			return nil, fmt.Errorf("off_cpu: read stack snapshots: %w", err)
 		}
 	}
-	if k.links, err = objs.Attach(); err != nil {
+	if k.Links, err = objs.Attach(); err != nil {
 		_ = k.Close()
 		return nil, privilegeHint(err)
 	}
@@ -256,16 +249,10 @@ func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
 	return nil
 }
 
-func (k *kernel) Added(tgid uint32) {
-	if k.uw != nil {
-		// Tables are built in the background: the task does not wait.
-		_ = k.uw.Unwinder.Add(int(tgid))
-	}
-}
-
 // Forget drops the entries of threads of tgid still off the CPU: the
 // program no longer looks at them, they would stay until the threads exit.
 func (k *kernel) Forget(tgid uint32) {
+	k.Attachment.Forget(tgid)
 	if k.uw != nil {
 		k.uw.forget(tgid)
 	}
@@ -281,16 +268,7 @@ func (k *kernel) Forget(tgid uint32) {
 }
 
 func (k *kernel) Close() error {
-	var errs []error
-	if k.uw != nil {
-		errs = append(errs, k.uw.Close())
-	}
-	for _, l := range k.links {
-		errs = append(errs, l.Close())
-	}
-	errs = append(errs, k.objs.Close())
-	k.links = nil
-	return errors.Join(errs...)
+	return errors.Join(k.Attachment.Close(), k.objs.Close())
 }
 
 // Stats are profiler-wide totals since Open.

@@ -50,7 +50,7 @@ func (k *kernel) startUnwinding(p *stackprof.Profiler[Block], maxFrames int) err
 	if err != nil {
 		return err
 	}
-	uw.Unwinding, k.uw = u, uw
+	uw.Unwinding, k.uw, k.Unwinding = u, uw, u
 	return nil
 }
 
@@ -153,7 +153,6 @@ func (uw *unwinding) collect(c *stackprof.Collection[Block], start *ebpf.Map, mi
 }
 
 func (uw *unwinding) forget(tgid uint32) {
-	uw.Unwinder.Forget(int(tgid))
 	uw.acc.Forget(tgid)
 	uw.mu.Lock()
 	defer uw.mu.Unlock()

@@ -88,13 +88,10 @@ func (c Count) Add(o Count) Count { return c + o }
 // Weight implements stackprof.Value.
 func (c Count) Weight() uint64 { return uint64(c) }
 
-// The runtime's types for this source.
+// Task is one on-CPU task; TaskRun a started one.
 type (
-	Subscription = stackprof.Subscription[Count]
-	Batch        = stackprof.Batch[Count]
-	RawSample    = stackprof.RawSample[Count]
-	Task         = taskrun.Task
-	TaskRun      = taskrun.Run
+	Task    = taskrun.Task
+	TaskRun = taskrun.Run
 )
 
 // ErrClosed is returned by operations on a closed Sampler or Subscription.
@@ -110,8 +107,8 @@ type Sampler struct {
 
 // kernel is the sampler's side in the kernel.
 type kernel struct {
+	stackprof.Attachment
 	objs   *oncpubpf.Objects
-	links  []link.Link
 	events []int // perf event fds
 	buf    stackprof.Buffers
 	uw     *unwinding // nil: frame pointers only
@@ -188,7 +185,7 @@ func (k *kernel) attach(freq int) error {
 			}
 			continue
 		}
-		k.links = append(k.links, l)
+		k.Links = append(k.Links, l)
 	}
 	return nil
 }
@@ -223,33 +220,20 @@ func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
 	return err
 }
 
-func (k *kernel) Added(tgid uint32) {
-	if k.uw != nil {
-		// Tables are built in the background: the task does not wait.
-		_ = k.uw.Unwinder.Add(int(tgid))
-	}
-}
-
 func (k *kernel) Forget(tgid uint32) {
+	k.Attachment.Forget(tgid)
 	if k.uw != nil {
-		k.uw.forget(tgid)
+		k.uw.pending.Forget(tgid)
 	}
 }
 
 func (k *kernel) Close() error {
-	var errs []error
-	if k.uw != nil {
-		errs = append(errs, k.uw.Close())
-	}
-	for _, l := range k.links {
-		errs = append(errs, l.Close())
-	}
+	errs := []error{k.Attachment.Close()}
 	for _, fd := range k.events {
 		errs = append(errs, unix.Close(fd))
 	}
-	errs = append(errs, k.objs.Close())
-	k.links, k.events = nil, nil
-	return errors.Join(errs...)
+	k.events = nil
+	return errors.Join(append(errs, k.objs.Close())...)
 }
 
 // Frequency is the sampling frequency in Hz.

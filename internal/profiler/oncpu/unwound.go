@@ -23,7 +23,7 @@ func (k *kernel) startUnwinding(p *stackprof.Profiler[Count], maxFrames int) err
 	if err != nil {
 		return err
 	}
-	uw.Unwinding, k.uw = u, uw
+	uw.Unwinding, k.uw, k.Unwinding = u, uw, u
 	return nil
 }
 
@@ -34,9 +34,4 @@ func (uw *unwinding) handle(u *stackprof.Unwinding, raw []byte) {
 		return
 	}
 	uw.pending.Add(ev.PID, u.Stack(ev.PID, &ev), 1)
-}
-
-func (uw *unwinding) forget(tgid uint32) {
-	uw.Unwinder.Forget(int(tgid))
-	uw.pending.Forget(tgid)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/contprof/contprof/internal/profiler/unwind"
 )
@@ -132,4 +133,40 @@ func (p *Pending[V]) Forget(pid uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.m, pid)
+}
+
+// Attachment is what every source's kernel side holds besides its maps:
+// the links that attach its programs and, unless user stacks are walked by
+// frame pointer, its unwinding path.
+type Attachment struct {
+	Links     []link.Link
+	Unwinding *Unwinding // nil: frame pointers only
+}
+
+// Added has the unwinder read the binaries of process tgid, in the
+// background: a task does not wait for its tables.
+func (a *Attachment) Added(tgid uint32) {
+	if a.Unwinding != nil {
+		_ = a.Unwinding.Unwinder.Add(int(tgid))
+	}
+}
+
+// Forget drops the unwinder's tables of process tgid.
+func (a *Attachment) Forget(tgid uint32) {
+	if a.Unwinding != nil {
+		a.Unwinding.Unwinder.Forget(int(tgid))
+	}
+}
+
+// Close stops the unwinding, then detaches the programs.
+func (a *Attachment) Close() error {
+	var errs []error
+	if a.Unwinding != nil {
+		errs = append(errs, a.Unwinding.Close())
+	}
+	for _, l := range a.Links {
+		errs = append(errs, l.Close())
+	}
+	a.Links, a.Unwinding = nil, nil
+	return errors.Join(errs...)
 }
