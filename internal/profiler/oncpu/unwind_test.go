@@ -260,7 +260,7 @@ func TestGoCgo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	s.k.uw.unw.Wait(proc.PID(), 20*time.Second)
+	s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second)
 	sub.Drain()
 	sym := symbolize.New(symbolize.Options{})
 	p := &profiles.Profile{}
