@@ -25,6 +25,10 @@ type Config struct {
 	PolicyURL configoptional.Optional[policysource.HTTPConfig] `mapstructure:"policy_url"`
 	// Limits bound the tasks and what is kept of them.
 	Limits LimitsConfig `mapstructure:"limits"`
+	// Storage names a storage extension (file_storage) that keeps the task
+	// history, causes and stored profiles across restarts; without it the
+	// history is in memory only.
+	Storage *component.ID `mapstructure:"storage"`
 	// API is the HTTP API server; `api: {enabled: false}` turns it off.
 	API configoptional.Optional[confighttp.ServerConfig] `mapstructure:"api"`
 

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
@@ -48,6 +49,9 @@ type profilingPolicy struct {
 
 	reportersMu sync.Mutex
 	reporters   []*reporterEntry
+
+	// storage keeps the task history when configured.
+	storage storage.Client
 
 	file   *policysource.File
 	url    *policysource.HTTP
@@ -94,6 +98,7 @@ func (e *profilingPolicy) Start(ctx context.Context, host component.Host) error 
 	e.updateMu.Lock()
 	e.host = host
 	e.updateMu.Unlock()
+	e.openHistory(ctx, host)
 
 	if len(e.cfg.Policies) > 0 {
 		e.merger.AddSource(policysource.KindInline, "collector configuration")
@@ -174,6 +179,9 @@ func (e *profilingPolicy) Shutdown(ctx context.Context) error {
 		e.served.Wait()
 	}
 	e.tasks.Shutdown()
+	if err := e.closeHistory(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -46,7 +46,14 @@ func TestFoundationDefaultConfigRunsNextToAnotherCollector(t *testing.T) {
 		t.Fatalf("config/default.yaml has no %q", api)
 	}
 	cfg := filepath.Join(t.TempDir(), "default.yaml")
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(def), api, "endpoint: 127.0.0.1:0", 1)), 0o600); err != nil {
+	// The history storage goes to a fresh directory, not the repo's ./data.
+	const data = "directory: ./data"
+	if !strings.Contains(string(def), data) {
+		t.Fatalf("config/default.yaml has no %q", data)
+	}
+	text := strings.Replace(string(def), api, "endpoint: 127.0.0.1:0", 1)
+	text = strings.Replace(text, data, "directory: "+filepath.Join(t.TempDir(), "data"), 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := startCollector(t, cfg)
@@ -64,6 +71,9 @@ func TestFoundationDefaultConfigRunsNextToAnotherCollector(t *testing.T) {
 	t.Logf("shutdown took %v", time.Since(start))
 	if out := c.output.String(); strings.Contains(out, "panic") {
 		t.Fatalf("output mentions a panic:\n%s", out)
+	}
+	if out := c.output.String(); !strings.Contains(out, "Task history restored from storage") {
+		t.Fatalf("the default configuration does not keep the task history in storage:\n%s", out)
 	}
 }
 

@@ -33,6 +33,9 @@ type profileStore struct {
 	limit   int64
 	total   int64
 	entries map[string]*storedProfile
+	// onDrop is told the id of an evicted profile (the journal forgets
+	// it on disk too); called with mu held.
+	onDrop func(id string)
 }
 
 type storedProfile struct {
@@ -238,6 +241,9 @@ func (s *profileStore) evictLocked(justAdded string) {
 		}
 		s.total -= e.bytes
 		e.drop()
+		if s.onDrop != nil {
+			s.onDrop(victim)
+		}
 	}
 }
 

@@ -37,11 +37,17 @@ const (
 	StateFinished  State = "finished"
 	StateFailed    State = "failed"
 	StateCancelled State = "cancelled"
+	// StateInterrupted is a task that was pending or running when the
+	// collector stopped; its profile holds what it collected until then.
+	StateInterrupted State = "interrupted"
 )
+
+// interruptedText is the error text of an interrupted task.
+const interruptedText = "the collector stopped while the task ran; its profile holds what was collected until then"
 
 // Ended reports whether the state is final.
 func (s State) Ended() bool {
-	return s == StateFinished || s == StateFailed || s == StateCancelled
+	return s == StateFinished || s == StateFailed || s == StateCancelled || s == StateInterrupted
 }
 
 // Defaults of Config.
@@ -172,6 +178,9 @@ type Controller struct {
 	profiles  *profileStore
 	flows     flowStore
 	shutdown  bool
+	// journal persists the history when storage is configured (nil: in
+	// memory only).
+	journal *journal
 
 	summaryPruned time.Time
 	silencePruned time.Time
@@ -214,7 +223,9 @@ func (c *Controller) RegisterExecutor(e dispatch.Executor) (unregister func()) {
 			c.executors = slices.DeleteFunc(c.executors, func(x *executorEntry) bool { return x == entry })
 			for _, t := range c.order {
 				if t.executor == entry && !t.info.State.Ended() {
-					c.endLocked(t, StateCancelled, "executor unregistered")
+					// Executors unregister when the collector stops; the
+					// final profile still arrives after this.
+					c.endLocked(t, StateInterrupted, interruptedText)
 				}
 			}
 		})
@@ -321,6 +332,7 @@ func (c *Controller) startedLocked(t *task) {
 	t.info.State = StateRunning
 	t.info.Started = c.cfg.Now()
 	close(t.left)
+	c.journal.touch(t.info.ID, false)
 	if t.info.Silence > 0 {
 		c.silence[t.key] = silenceEntry{until: t.info.Started.Add(t.info.Silence), taskID: t.info.ID}
 	}
@@ -374,6 +386,7 @@ func (c *Controller) admit(req *control.TaskRequest, key, what string) (*task, *
 		},
 	}
 	c.tasks[t.info.ID] = t
+	c.journal.touch(t.info.ID, false)
 	c.order = append(c.order, t)
 	c.active[key] = t
 	c.nActive++
@@ -400,6 +413,7 @@ func (c *Controller) endLocked(t *task, s State, errText string) {
 	t.info.Error = errText
 	t.info.Ended = c.cfg.Now()
 	t.cancel()
+	c.journal.touch(t.info.ID, false)
 	if c.active[t.key] == t {
 		delete(c.active, t.key)
 	}
@@ -453,6 +467,7 @@ func (c *Controller) pruneLocked(now time.Time) {
 		if t.info.State.Ended() && (t.info.Created.Before(cutoff) || excess > 0) {
 			excess--
 			delete(c.tasks, t.info.ID)
+			c.journal.remove(t.info.ID)
 			c.profiles.remove(t.info.ID)
 			continue
 		}
@@ -641,9 +656,14 @@ func (c *Controller) Shutdown() {
 	defer c.mu.Unlock()
 	c.shutdown = true
 	for _, t := range c.order {
-		c.endLocked(t, StateCancelled, "collector shutting down")
+		c.endLocked(t, StateInterrupted, interruptedText)
 	}
 	c.cancelAll()
+	c.mu.Unlock()
+	// The journal writes the interrupted states (and the profiles the
+	// executors handed over while stopping) before the storage closes.
+	c.closeJournal()
+	c.mu.Lock()
 }
 
 // sink is what an executor reports through.
@@ -674,6 +694,7 @@ func (s *sink) AddProfile(p *profiles.Profile) {
 	if err := c.profiles.add(s.t.info.ID, created, p); err != nil {
 		c.cfg.Logger.Warn("Dropping a task profile", zap.String("task", s.t.info.ID), zap.Error(err))
 	}
+	c.journal.touch(s.t.info.ID, true)
 	// The task may have left the history while merging (outside the lock
 	// so that a merge never stalls task requests): drop the orphan.
 	c.mu.Lock()
