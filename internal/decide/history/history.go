@@ -66,6 +66,14 @@ type Proc struct {
 	cpu, threads *ring
 	http         *httpRing
 	newest       int64
+	// gone is set when the store forgot the process (bound or prune):
+	// whoever still holds it records nothing more, and its rings are freed.
+	gone bool
+}
+
+func (p *Proc) forget() {
+	p.gone = true
+	p.cpu, p.threads, p.http = nil, nil, nil
 }
 
 // ring holds one float32 per second for the last n seconds; NaN is "no
@@ -205,6 +213,7 @@ func (s *Store) evictOldest() {
 		}
 	}
 	if victim != nil {
+		victim.forget()
 		delete(s.procs, victim.Key)
 	}
 	// Hosts without processes go with their last process.
@@ -221,7 +230,7 @@ func (s *Store) evictOldest() {
 
 // SetScalar records process_cpu (percent) or process_thread_count.
 func (s *Store) SetScalar(p *Proc, m policy.Monitor, sec int64, v float64) {
-	if p == nil || sec <= 0 {
+	if p == nil || p.gone || sec <= 0 {
 		return
 	}
 	var r **ring
@@ -259,7 +268,7 @@ func (s *Store) SetHostLoad(host string, sec int64, v float64) {
 // AddHTTP adds count requests that completed in second sec, whatever their
 // path (the history does not keep paths: see DryRun).
 func (s *Store) AddHTTP(p *Proc, sec int64, isError bool, count, sum float64, hasSum bool) {
-	if p == nil || sec <= 0 || count <= 0 {
+	if p == nil || p.gone || sec <= 0 || count <= 0 {
 		return
 	}
 	if p.http == nil {
@@ -342,6 +351,7 @@ func (s *Store) Prune(now time.Time) {
 	oldest := now.Unix() - s.n
 	for k, p := range s.procs {
 		if p.newest <= oldest {
+			p.forget()
 			delete(s.procs, k)
 		}
 	}

@@ -57,6 +57,11 @@ func TestBoundEvictsOldestAndPrune(t *testing.T) {
 	if got := strings.Join(s.Keys(), ","); got != "b,c" {
 		t.Fatalf("keys %s, want b,c (a had the oldest data)", got)
 	}
+	// Whoever still holds a forgotten process records nothing into it.
+	s.SetScalar(a, policy.MonitorProcessCPU, 11, 1)
+	if a.cpu != nil {
+		t.Fatal("a forgotten process still keeps its ring")
+	}
 	s.Prune(time.Unix(200, 0))
 	if len(s.Keys()) != 0 {
 		t.Fatalf("prune kept %v", s.Keys())
