@@ -146,10 +146,10 @@ func hasFlowTo(t *testing.T, api, taskID string, pid, peerPID int) bool {
 	raw, _ := io.ReadAll(resp.Body)
 	var body struct {
 		Flows []struct {
-			PID          int    `json:"pid"`
-			PeerPID      int    `json:"peer_pid"`
-			RxBytes      int64  `json:"rx_bytes"`
-			HTTPRequests int64  `json:"http_requests"`
+			PID          int   `json:"pid"`
+			PeerPID      int   `json:"peer_pid"`
+			RxBytes      int64 `json:"rx_bytes"`
+			HTTPRequests int64 `json:"http_requests"`
 		} `json:"flows"`
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
