@@ -182,15 +182,25 @@ func (p *cpProcessor) processMetrics(ctx context.Context, md pmetric.Metrics) (p
 	for i := 0; i < rms.Len(); i++ {
 		p.ingestResource(rms.At(i), now)
 	}
-	p.mu.Unlock()
-	p.advance(ctx, false)
+	// A batch carries all the points of a second of a process (our
+	// receiver sends each scrape at once): judge that second now, under
+	// the same lock, so the wall-clock tick cannot take the batch's
+	// seconds first. Sources that split a second across batches are
+	// detected by the engine and fall back to completion_delay.
+	trs := p.eng.EndBatch(now)
+	p.report(ctx, trs, now)
 	return md, nil
 }
 
 func (p *cpProcessor) advance(ctx context.Context, all bool) {
 	now := p.now()
 	p.mu.Lock()
-	trs := p.eng.Advance(now, all)
+	p.report(ctx, p.eng.Advance(now, all), now)
+}
+
+// report updates the telemetry and requests the tasks of trs. Called with
+// p.mu held, which it releases.
+func (p *cpProcessor) report(ctx context.Context, trs []window.Trigger, now time.Time) {
 	st := p.eng.Stats()
 	evals, dropped := st.Evaluations-p.reportedEvals, st.Dropped-p.reportedDropped
 	p.reportedEvals, p.reportedDropped = st.Evaluations, st.Dropped

@@ -83,8 +83,8 @@ func TestCPUUtilizationTriggersTask(t *testing.T) {
 		cpuPoints(cart.resource(md), base+int64(i), map[string]float64{"user": 0.99}) // selector excludes it
 		h.consume(md)
 		reqs := h.ctrl.requests()
-		// seconds 1, 2, 3 cross: second 3 is judged when second 4 arrives
-		if want := map[bool]int{true: 1, false: 0}[i == 4]; len(reqs) != want {
+		// seconds 1, 2, 3 cross: second 3 is judged as soon as its batch is in
+		if want := map[bool]int{true: 1, false: 0}[i >= 3]; len(reqs) != want {
 			t.Fatalf("after second %d: %d requests, want %d", i, len(reqs), want)
 		}
 	}
@@ -355,9 +355,9 @@ func TestRefusedRequestsCountedNotRetried(t *testing.T) {
 			at = append(at, i)
 		}
 	}
-	// refused at 1 until 41: asked again only when the silence ended
-	if len(at) != 2 || at[0] != 1 || at[1] != 41 {
-		t.Fatalf("requests at seconds %v, want [1 41]", at)
+	// refused at 0 until 40: asked again only when the silence ended
+	if len(at) != 2 || at[0] != 0 || at[1] != 40 {
+		t.Fatalf("requests at seconds %v, want [0 40]", at)
 	}
 	metadatatest.AssertEqualProcessorContinuousprofilingTriggersRequested(t, h.tel,
 		[]metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
@@ -379,8 +379,8 @@ func TestRefusedRequestsCountedNotRetried(t *testing.T) {
 			at = append(at, i)
 		}
 	}
-	if len(at) != 3 || at[0] != 1 || at[1] != 16 || at[2] != 31 {
-		t.Fatalf("requests at seconds %v, want [1 16 31]", at)
+	if len(at) != 3 || at[0] != 0 || at[1] != 15 || at[2] != 30 {
+		t.Fatalf("requests at seconds %v, want [0 15 30]", at)
 	}
 }
 
@@ -506,7 +506,9 @@ func TestMaxProcessesAndIdle(t *testing.T) {
 }
 
 func TestWallClockCompletesSeconds(t *testing.T) {
-	// A source reporting every 10 s: the wall clock completes its seconds.
+	// A source reporting every 10 s that sends the thread count of a
+	// second in the batch after its CPU: its batches do not complete a
+	// second, the wall clock does.
 	cfg := createDefaultConfig().(*Config)
 	cfg.CompletionDelay = 2 * time.Second
 	h := newHarness(t, cfg, cpuPolicy("p", 80, 30, 2))
@@ -514,6 +516,9 @@ func TestWallClockCompletesSeconds(t *testing.T) {
 		h.setClock(time.Unix(base+off, 300e6))
 		md := pmetric.NewMetrics()
 		cpuPoints(checkout.resource(md), base+off, map[string]float64{"user": 0.9})
+		h.consume(md)
+		md = pmetric.NewMetrics()
+		gauge(checkout.resource(md), metricThreads, base+off, 3, nil)
 		h.consume(md)
 	}
 	if n := len(h.ctrl.requests()); n != 0 {
@@ -539,9 +544,9 @@ func TestEvaluationsTelemetry(t *testing.T) {
 		cpuPoints(checkout.resource(md), base+i, map[string]float64{"user": 0.1})
 		h.consume(md)
 	}
-	// seconds 0..2 judged, two items each
+	// seconds 0..3 judged as their batches came in, two items each
 	metadatatest.AssertEqualProcessorContinuousprofilingEvaluations(t, h.tel,
-		[]metricdata.DataPoint[int64]{{Value: 6}}, metricdatatest.IgnoreTimestamp())
+		[]metricdata.DataPoint[int64]{{Value: 8}}, metricdatatest.IgnoreTimestamp())
 }
 
 func TestStartFailsWithoutPolicyExtension(t *testing.T) {

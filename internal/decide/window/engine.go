@@ -17,6 +17,12 @@
 // A second is complete, and judged, once the process has data for a later
 // second, or once the wall clock has passed its end by CompletionDelay (but
 // never beyond the newest second with data: seconds after it hold nothing).
+// With EndBatch, a second is also complete as soon as the batch that carried
+// the process's data for it has been ingested (a source that sends all of a
+// process's points of a second together); a process whose points for such a
+// second keep arriving in a later batch is a source that splits seconds: its
+// seconds from that point on are judged again, and from then on only by the
+// rules above.
 // Each complete second is judged once, in order, so a sustained crossing fires
 // at exactly the count-th crossing second. Points that arrive for a second
 // already judged still land in their slot and count in later judgements.
@@ -271,6 +277,11 @@ type Proc struct {
 
 	newest    int64 // newest second with data
 	evaluated int64 // newest second judged
+	// batchNewest is the newest second with data in the current batch;
+	// batchUntil the newest second EndBatch completed before later data
+	// did. split marks a source that sends a second across batches.
+	batchNewest, batchUntil int64
+	split                   bool
 	seen      time.Time
 	touched   bool
 }
@@ -518,6 +529,14 @@ func (e *Engine) sizeRing(r *ring[float64], n int) *ring[float64] {
 }
 
 func (p *Proc) saw(sec int64) {
+	if sec <= p.batchUntil && !p.split {
+		// More data for a second a previous batch completed: judge it
+		// again with the whole second, and wait for later data or the
+		// wall clock from now on.
+		p.split = true
+		p.evaluated = min(p.evaluated, sec-1)
+	}
+	p.batchNewest = max(p.batchNewest, sec)
 	if sec > p.newest {
 		if p.newest == 0 {
 			p.evaluated = sec - 1

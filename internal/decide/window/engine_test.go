@@ -48,6 +48,18 @@ type fired struct {
 // the rest. Every trigger is accepted.
 func feed(t *testing.T, e *Engine, k Key, attrs map[string]any, pts []point) []fired {
 	t.Helper()
+	return feedWith(t, e, k, attrs, pts, func(now time.Time) []Trigger { return e.Advance(now, false) })
+}
+
+// feedBatches is feed with each point a batch of its own ended by EndBatch:
+// a second is complete as soon as its batch is in.
+func feedBatches(t *testing.T, e *Engine, k Key, attrs map[string]any, pts []point) []fired {
+	t.Helper()
+	return feedWith(t, e, k, attrs, pts, e.EndBatch)
+}
+
+func feedWith(t *testing.T, e *Engine, k Key, attrs map[string]any, pts []point, end func(time.Time) []Trigger) []fired {
+	t.Helper()
 	now := time.Unix(base, 0) // wall clock far behind: only data completes seconds
 	var out []fired
 	collect := func(ts []Trigger) {
@@ -63,7 +75,7 @@ func feed(t *testing.T, e *Engine, k Key, attrs map[string]any, pts []point) []f
 			p = e.Put(k, attrs, now)
 		}
 		e.SetCPU(p, base+pt.off, pt.v)
-		collect(e.Advance(now, false))
+		collect(end(now))
 	}
 	collect(e.Advance(time.Unix(base+60, 0), true))
 	return out
@@ -176,20 +188,76 @@ func TestWindowSemantics(t *testing.T) {
 			wantValues: []float64{60},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := New(Options{})
-			e.SetPolicies([]policy.Policy{onCPU("p", tc.items...)})
-			got := feed(t, e, proc1, nil, tc.pts)
-			if len(got) != len(tc.want) || (len(got) > 0 && !reflect.DeepEqual(offs(got), tc.want)) {
-				t.Fatalf("triggered at %v, want %v", offs(got), tc.want)
-			}
-			if len(got) > 0 {
-				if len(got[0].causes) != 1 || !reflect.DeepEqual(got[0].causes[0].Values, tc.wantValues) {
-					t.Fatalf("causes %+v, want one with values %v", got[0].causes, tc.wantValues)
+	// The same semantics whether a second completes by later data or as
+	// soon as the batch that carried it is in.
+	feeds := []struct {
+		name string
+		feed func(*testing.T, *Engine, Key, map[string]any, []point) []fired
+	}{{"later data", feed}, {"end of batch", feedBatches}}
+	for _, f := range feeds {
+		for _, tc := range tests {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				e := New(Options{})
+				e.SetPolicies([]policy.Policy{onCPU("p", tc.items...)})
+				got := f.feed(t, e, proc1, nil, tc.pts)
+				if len(got) != len(tc.want) || (len(got) > 0 && !reflect.DeepEqual(offs(got), tc.want)) {
+					t.Fatalf("triggered at %v, want %v", offs(got), tc.want)
 				}
-			}
-		})
+				if len(got) > 0 {
+					if len(got[0].causes) != 1 || !reflect.DeepEqual(got[0].causes[0].Values, tc.wantValues) {
+						t.Fatalf("causes %+v, want one with values %v", got[0].causes, tc.wantValues)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestEndBatchCompletesAtOnce(t *testing.T) {
+	e := New(Options{})
+	e.SetPolicies([]policy.Policy{onCPU("p", cpuItem(80, 3, 2))})
+	now := time.Unix(base, 0) // wall clock far behind
+	p := e.Put(proc1, nil, now)
+	e.SetCPU(p, base, 90)
+	if trs := e.EndBatch(now); len(trs) != 0 {
+		t.Fatalf("fired after one crossing second: %+v", trs)
+	}
+	p = e.Get(proc1, now)
+	e.SetCPU(p, base+1, 90)
+	trs := e.EndBatch(now)
+	if len(trs) != 1 || trs[0].Second != base+1 {
+		t.Fatalf("triggers %+v, want one at the second the batch carried", trs)
+	}
+}
+
+func TestEndBatchFallsBackForSplitSeconds(t *testing.T) {
+	// A source sending the threads of a second in the batch after its CPU:
+	// the second is judged again once the rest arrives, and from then on
+	// the process waits for later data.
+	thr := policy.Item{Monitor: policy.MonitorProcessThreadCount, Threshold: 100, Period: 2, Count: 2}
+	e := New(Options{})
+	e.SetPolicies([]policy.Policy{onCPU("p", thr)})
+	now := time.Unix(base, 0)
+	var got []int64
+	for i := int64(0); i < 4; i++ {
+		p := e.Get(proc1, now)
+		if p == nil {
+			p = e.Put(proc1, nil, now)
+		}
+		e.SetCPU(p, base+i, 10)
+		for _, tr := range e.EndBatch(now) {
+			got = append(got, tr.Second-base)
+			e.Resolve(&tr, now, true, time.Time{})
+		}
+		p = e.Get(proc1, now)
+		e.SetThreads(p, base+i, 200)
+		for _, tr := range e.EndBatch(now) {
+			got = append(got, tr.Second-base)
+			e.Resolve(&tr, now, true, time.Time{})
+		}
+	}
+	if !reflect.DeepEqual(got, []int64{1}) {
+		t.Fatalf("triggered at %v, want [1]", got)
 	}
 }
 

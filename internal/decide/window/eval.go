@@ -46,6 +46,17 @@ type Cause struct {
 // none. Each returned trigger's subject is held back until Resolve says
 // otherwise (RefusedBackoff meanwhile).
 func (e *Engine) Advance(now time.Time, all bool) []Trigger {
+	return e.advance(now, all, false)
+}
+
+// EndBatch is Advance(now, false) after a batch that carried every point of
+// a second of each process it names: the newest second of each such process
+// is complete now, without waiting for a later second or the wall clock.
+func (e *Engine) EndBatch(now time.Time) []Trigger {
+	return e.advance(now, false, true)
+}
+
+func (e *Engine) advance(now time.Time, all, batch bool) []Trigger {
 	wall := int64(math.Floor(float64(now.Add(-e.opt.CompletionDelay).UnixNano())/1e9)) - 1
 	var out []Trigger
 	if all {
@@ -56,7 +67,7 @@ func (e *Engine) Advance(now time.Time, all bool) []Trigger {
 				e.drop(p)
 				continue // drop moved another process into slot i
 			}
-			out = e.evaluate(p, wall, now, out)
+			out = e.evaluate(p, wall, now, false, out)
 			i++
 		}
 		for name, h := range e.hosts {
@@ -78,12 +89,15 @@ func (e *Engine) Advance(now time.Time, all bool) []Trigger {
 	} else {
 		for _, p := range e.touched {
 			if p.idx >= 0 {
-				out = e.evaluate(p, wall, now, out)
+				out = e.evaluate(p, wall, now, batch, out)
 			}
 		}
 	}
 	for _, p := range e.touched {
 		p.touched = false
+		if batch {
+			p.batchNewest = 0
+		}
 	}
 	e.touched = e.touched[:0]
 	return out
@@ -111,10 +125,14 @@ func (e *Engine) drop(p *Proc) {
 }
 
 // evaluate judges the seconds of p completed since its last judgement.
-func (e *Engine) evaluate(p *Proc, wall int64, now time.Time, out []Trigger) []Trigger {
+func (e *Engine) evaluate(p *Proc, wall int64, now time.Time, batch bool, out []Trigger) []Trigger {
 	complete := p.newest - 1
 	if w := min(wall, p.newest); w > complete {
 		complete = w
+	}
+	if batch && !p.split && p.batchNewest > complete {
+		complete = p.batchNewest
+		p.batchUntil = complete
 	}
 	if complete <= p.evaluated {
 		return out
