@@ -282,8 +282,8 @@ type Proc struct {
 	// did. split marks a source that sends a second across batches.
 	batchNewest, batchUntil int64
 	split                   bool
-	seen      time.Time
-	touched   bool
+	seen                    time.Time
+	touched                 bool
 }
 
 type rule struct {
