@@ -16,7 +16,7 @@ import (
 )
 
 // An off_cpu policy in the ocb-built collector: the triggered process's
-// blocked time reaches the backend as an events/nanoseconds profile and the
+// blocked time reaches the backend as an off_cpu/nanoseconds profile and the
 // download shows where it waits.
 func TestOffCPUTaskThroughCollector(t *testing.T) {
 	requireRoot(t)
@@ -116,8 +116,8 @@ func offCPUProfileFor(pd pprofile.Profiles, pid int64) bool {
 					continue
 				}
 				target, _ := attrs.Get("contprof.target")
-				unit := strs.At(int(p.SampleType().UnitStrindex()))
-				if target.Str() == "off_cpu" && unit == "nanoseconds" && p.Samples().Len() > 0 {
+				typ, unit := strs.At(int(p.SampleType().TypeStrindex())), strs.At(int(p.SampleType().UnitStrindex()))
+				if target.Str() == "off_cpu" && typ == "off_cpu" && unit == "nanoseconds" && p.Samples().Len() > 0 {
 					return true
 				}
 			}

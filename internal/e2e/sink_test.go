@@ -14,7 +14,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/pprofile"
 	"go.opentelemetry.io/collector/pdata/pprofile/pprofileotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // the collector exporters compress by default
+	"google.golang.org/grpc/status"
+
+	"github.com/contprof/contprof/internal/output/profiles"
 )
 
 // otlpSink is a real OTLP gRPC server (the pdata OTLP services) that keeps
@@ -27,6 +31,9 @@ type otlpSink struct {
 	metrics  []pmetric.Metrics
 	profiles []pprofile.Profiles
 	logs     []plog.Logs
+	// nonconforming lists what profiles.Conformance found in the
+	// profiles received; the test fails with it at cleanup.
+	nonconforming []error
 }
 
 type profilesService struct {
@@ -52,6 +59,13 @@ func startOTLPSink(t testing.TB) *otlpSink {
 	plogotlp.RegisterGRPCServer(srv, &logsService{s: s})
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if n := len(s.nonconforming); n > 0 {
+			t.Errorf("%d profiles conformance violations (Pyroscope's OTLP ingest rules), first: %v", n, s.nonconforming[:min(n, 10)])
+		}
+	})
 	return s
 }
 
@@ -69,6 +83,12 @@ func (p *profilesService) Export(_ context.Context, req pprofileotlp.ExportReque
 	defer p.s.mu.Unlock()
 	pd := pprofile.NewProfiles()
 	req.Profiles().CopyTo(pd)
+	// Every profile an e2e test produces must pass what a backend's
+	// ingest checks; a backend would reject the request as this one does.
+	if errs := profiles.Conformance(pd); len(errs) > 0 {
+		p.s.nonconforming = append(p.s.nonconforming, errs...)
+		return pprofileotlp.NewExportResponse(), status.Errorf(codes.InvalidArgument, "nonconforming profiles: %v", errs[0])
+	}
 	p.s.profiles = append(p.s.profiles, pd)
 	return pprofileotlp.NewExportResponse(), nil
 }

@@ -195,7 +195,7 @@ func (e *storedProfile) mapping(m profiles.Mapping) *profiles.Mapping {
 		return p
 	}
 	p := &profiles.Mapping{Start: m.Start, Limit: m.Limit, Offset: m.Offset,
-		File: e.intern(m.File), BuildID: e.intern(m.BuildID), GoBuildID: e.intern(m.GoBuildID)}
+		File: e.intern(m.File), BuildID: e.intern(m.BuildID), GoBuildID: e.intern(m.GoBuildID), HTLHash: e.intern(m.HTLHash)}
 	e.mappings[m] = p
 	e.bytes += 2*mappingCost + mapEntryCost
 	return p

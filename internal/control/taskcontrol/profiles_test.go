@@ -189,7 +189,7 @@ func TestProfileStoreOffCPUDownload(t *testing.T) {
 	ex.sink(id).AddProfile(p)
 	ex.sink(id).AddProfile(p)
 	got, _ := download(t, c, id)
-	if got.PeriodType == nil || got.SampleType[0].Type != "events" || got.Sample[0].Value[0] != 10000 {
+	if got.PeriodType == nil || got.SampleType[0].Type != "off_cpu" || got.Sample[0].Value[0] != 10000 {
 		t.Fatalf("downloaded %+v", got)
 	}
 }

@@ -194,7 +194,7 @@ func TestFromProfileKeepsFrameTypesAndIntervals(t *testing.T) {
 		t.Fatalf("interval 160: %d, intervals %v", tr.Root.Value, tr.Intervals)
 	}
 	off := &profiles.Profile{Kind: profiles.OffCPU(), Samples: []profiles.Sample{{Value: 5e6, Frames: []profiles.Frame{{Function: "futex_wait", Type: profiles.FrameKernel}}}}}
-	if tr, _ = FromProfile(off, nil, Options{}); tr.SampleType != "events" || tr.Unit != "nanoseconds" || tr.Root.Value != 5e6 {
+	if tr, _ = FromProfile(off, nil, Options{}); tr.SampleType != "off_cpu" || tr.Unit != "nanoseconds" || tr.Root.Value != 5e6 {
 		t.Fatalf("off-CPU: %s/%s %d", tr.SampleType, tr.Unit, tr.Root.Value)
 	}
 }

@@ -20,6 +20,7 @@ func ToPprofile(scopeName string, ps ...*Profile) pprofile.Profiles {
 	for _, p := range ps {
 		rp := b.out.ResourceProfiles().AppendEmpty()
 		PutAttributes(rp.Resource().Attributes(), p.Resource)
+		ensureServiceName(rp.Resource().Attributes())
 		sp := rp.ScopeProfiles().AppendEmpty()
 		sp.Scope().SetName(scopeName)
 		b.addProfile(sp.Profiles().AppendEmpty(), p)
@@ -114,6 +115,9 @@ func (b *otlpBuilder) mapping(m *Mapping) int32 {
 	}
 	if m.GoBuildID != "" {
 		pm.AttributeIndices().Append(b.attr(AttrGoBuildID, m.GoBuildID))
+	}
+	if m.HTLHash != "" {
+		pm.AttributeIndices().Append(b.attr(AttrHTLHashBuildID, m.HTLHash))
 	}
 	b.mappings[*m] = i
 	return i
@@ -211,13 +215,38 @@ func (b *otlpBuilder) addProfile(out pprofile.Profile, p *Profile) {
 		out.AttributeIndices().Append(b.attr(k, p.Attributes[k]))
 	}
 
+	// One value and one timestamp per sample (equal lengths, as the
+	// protocol pairs them): the stack's last sighting, else the start of
+	// the interval it was aggregated over (the interval is [start, end)).
 	samples := out.Samples()
 	samples.EnsureCapacity(len(p.Samples))
 	for i := range p.Samples {
 		s := samples.AppendEmpty()
 		s.SetStackIndex(b.stack(p.Samples[i].Frames))
 		s.Values().Append(p.Samples[i].Value)
+		ts := p.Samples[i].Time
+		if ts.IsZero() {
+			ts = p.Start
+		}
+		if !ts.IsZero() {
+			s.TimestampsUnixNano().Append(uint64(ts.UnixNano()))
+		}
 	}
+}
+
+// ensureServiceName gives a resource without a service.name the one the
+// semantic conventions prescribe: unknown_service:<process.executable.name>
+// (or unknown_service). Backends group profiles by service name (Pyroscope
+// derives the same fallback, but only for its own label).
+func ensureServiceName(attrs pcommon.Map) {
+	if v, ok := attrs.Get(AttrServiceName); ok && v.AsString() != "" {
+		return
+	}
+	name := "unknown_service"
+	if exe, ok := attrs.Get(AttrExecutableName); ok && exe.AsString() != "" {
+		name += ":" + exe.AsString()
+	}
+	attrs.PutStr(AttrServiceName, name)
 }
 
 // putMap copies attributes into a pcommon.Map.

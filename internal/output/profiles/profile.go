@@ -5,7 +5,11 @@
 // Conventions follow the OpenTelemetry eBPF profiler so that backends read
 // the result unchanged: on-CPU samples are "samples"/"count" with period type
 // "cpu"/"nanoseconds" and period 1e9/frequency; off-CPU samples are
-// "events"/"nanoseconds"; every location carries profile.frame.type.
+// "off_cpu"/"nanoseconds" (Pyroscope names the profile from it); every
+// location carries profile.frame.type; mappings carry the executable's build
+// ids (GNU, Go and the eBPF profiler's htlhash); every resource has a
+// service.name and every sample a timestamp. Conformance checks the result
+// against the rules a backend's OTLP ingest applies.
 package profiles
 
 import (
@@ -30,6 +34,9 @@ const (
 	AttrFrameType      = "profile.frame.type"
 	AttrGNUBuildID     = "process.executable.build_id.gnu"
 	AttrGoBuildID      = "process.executable.build_id.go"
+	AttrHTLHashBuildID = "process.executable.build_id.htlhash"
+	AttrServiceName    = "service.name"
+	AttrExecutableName = "process.executable.name"
 	KernelMappingFile  = "[kernel.kallsyms]"
 	unknownFunctionTag = "[unknown]"
 	// TruncatedFrame ends (on the root side) a stack that was cut before
@@ -47,6 +54,11 @@ type Mapping struct {
 	BuildID string
 	// GoBuildID is the Go build id (.note.go.buildid), if any.
 	GoBuildID string
+	// HTLHash is the OpenTelemetry eBPF profiler's file id: the first 128
+	// bits of SHA-256 over the file's first and last 4 KiB and its length
+	// (see HTLHash), for files without build ids and to match that
+	// profiler's mappings.
+	HTLHash string
 }
 
 // Frame is one symbolized (or not) stack frame.
@@ -69,6 +81,11 @@ type Sample struct {
 	// Frames are leaf first.
 	Frames []Frame
 	Value  int64
+	// Time is when the stack was last seen; zero means "within the
+	// profile's interval" and is exported as the interval's start (the
+	// profilers aggregate per stack in the kernel and keep no per-event
+	// times).
+	Time time.Time
 }
 
 // Kind describes what the sample values mean.
@@ -91,7 +108,7 @@ func OnCPU(frequency int) Kind {
 
 // OffCPU is the kind of an off-CPU profile: time blocked per stack.
 func OffCPU() Kind {
-	return Kind{SampleType: "events", SampleUnit: "nanoseconds"}
+	return Kind{SampleType: "off_cpu", SampleUnit: "nanoseconds"}
 }
 
 // Profile is one report interval of one task for one process.

@@ -187,14 +187,14 @@ func TestToPprofileOffCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	str := func(i int32) string { return dict.StringTable().At(int(i)) }
-	if str(prof.SampleType().TypeStrindex()) != "events" || str(prof.SampleType().UnitStrindex()) != "nanoseconds" || prof.Period() != 0 {
+	if str(prof.SampleType().TypeStrindex()) != "off_cpu" || str(prof.SampleType().UnitStrindex()) != "nanoseconds" || prof.Period() != 0 {
 		t.Errorf("off-CPU sample type %s/%s period %d", str(prof.SampleType().TypeStrindex()), str(prof.SampleType().UnitStrindex()), prof.Period())
 	}
 	pp := testProfile(OffCPU()).Pprof()
 	if err := pp.CheckValid(); err != nil {
 		t.Fatal(err)
 	}
-	if len(pp.SampleType) != 1 || pp.SampleType[0].Type != "events" || pp.SampleType[0].Unit != "nanoseconds" {
+	if len(pp.SampleType) != 1 || pp.SampleType[0].Type != "off_cpu" || pp.SampleType[0].Unit != "nanoseconds" {
 		t.Errorf("off-CPU pprof sample types: %v", pp.SampleType)
 	}
 }

@@ -209,7 +209,7 @@ func kernelPath(t *testing.T, p *profiles.Profile, fn string, re *regexp.Regexp)
 func checkFormats(t *testing.T, p *profiles.Profile) {
 	t.Helper()
 	if p.Kind != profiles.OffCPU() {
-		t.Errorf("kind %+v, want off-CPU (events/nanoseconds)", p.Kind)
+		t.Errorf("kind %+v, want off-CPU (off_cpu/nanoseconds)", p.Kind)
 	}
 	otlp := profiles.ToPprofile("github.com/contprof/contprof", p)
 	prof := otlp.ResourceProfiles().At(0).ScopeProfiles().At(0).Profiles().At(0)
@@ -217,15 +217,15 @@ func checkFormats(t *testing.T, p *profiles.Profile) {
 		t.Errorf("OTLP profile of a real recording is invalid: %v", err)
 	}
 	st := prof.SampleType()
-	if typ, unit := otlp.Dictionary().StringTable().At(int(st.TypeStrindex())), otlp.Dictionary().StringTable().At(int(st.UnitStrindex())); typ != "events" || unit != "nanoseconds" {
-		t.Errorf("OTLP sample type %s/%s, want events/nanoseconds", typ, unit)
+	if typ, unit := otlp.Dictionary().StringTable().At(int(st.TypeStrindex())), otlp.Dictionary().StringTable().At(int(st.UnitStrindex())); typ != "off_cpu" || unit != "nanoseconds" {
+		t.Errorf("OTLP sample type %s/%s, want off_cpu/nanoseconds", typ, unit)
 	}
 	pp := p.Pprof()
 	if err := pp.CheckValid(); err != nil {
 		t.Errorf("pprof profile is invalid: %v", err)
 	}
-	if len(pp.SampleType) != 1 || pp.SampleType[0].Type != "events" || pp.SampleType[0].Unit != "nanoseconds" {
-		t.Errorf("pprof sample types %+v, want events/nanoseconds", pp.SampleType)
+	if len(pp.SampleType) != 1 || pp.SampleType[0].Type != "off_cpu" || pp.SampleType[0].Unit != "nanoseconds" {
+		t.Errorf("pprof sample types %+v, want off_cpu/nanoseconds", pp.SampleType)
 	}
 }
 

@@ -81,6 +81,7 @@ type loadSegment struct {
 type File struct {
 	BuildID   string // hex GNU build id
 	GoBuildID string
+	HTLHash   string // the eBPF profiler's file id (profiles.HTLHash)
 	loads     []loadSegment
 	syms      symtab
 	gotab     *gosym.Table
@@ -95,7 +96,11 @@ func OpenFile(path string) (*File, error) {
 		return nil, err
 	}
 	defer fh.Close()
-	return openELF(fh)
+	ef, err := openELF(fh)
+	if ef != nil {
+		ef.HTLHash, _ = profiles.HTLHashOf(fh)
+	}
+	return ef, err
 }
 
 // openELF reads an ELF file from r. The files are the profiled processes'

@@ -389,7 +389,7 @@ func (s *Symbolizer) fileForLocked(p *process, m *mapping) *File {
 		f := s.openCachedLocked(c)
 		if f != nil {
 			m.file = f
-			m.pm.BuildID, m.pm.GoBuildID = f.BuildID, f.GoBuildID
+			m.pm.BuildID, m.pm.GoBuildID, m.pm.HTLHash = f.BuildID, f.GoBuildID, f.HTLHash
 			return f
 		}
 	}
