@@ -12,6 +12,7 @@ import (
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/output/taskevents"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 )
 
@@ -40,6 +41,14 @@ func (r *ebpfReceiver) probePrivileges(host component.Host) {
 // on a kernel thread or a zombie. It only reads /proc/PID/stat, so the
 // controller can call it under its lock.
 func (e *executor) Admit(target policy.Target, procs []control.Process) error {
+	err := e.admit(target, procs)
+	if err != nil {
+		e.r.events.emit(taskevents.Event{Name: taskevents.Refused, Task: control.Task{Target: target, Process: procs}, Err: err})
+	}
+	return err
+}
+
+func (e *executor) admit(target policy.Target, procs []control.Process) error {
 	if err := e.r.priv.Admit(target); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/output/taskevents"
 	"github.com/contprof/contprof/internal/profiler/jit"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
@@ -118,13 +119,20 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink dispatch.
 			if runCtx.Err() == nil {
 				e.reportStartFailure(t, err)
 			}
+			e.r.events.emit(taskevents.Event{Name: taskevents.Failed, Task: t, Err: err})
 			sink.Done(err)
 			return
 		}
 		sink.Started()
+		e.r.events.emit(taskevents.Event{Name: taskevents.Started, Task: t})
 		err = run(runCtx)
 		if errors.Is(err, context.Canceled) && e.stopCtx.Err() != nil {
 			err = errors.New("collector shut down before the task's end")
+		}
+		if err != nil {
+			e.r.events.emit(taskevents.Event{Name: taskevents.Failed, Task: t, Err: err})
+		} else {
+			e.r.events.emit(taskevents.Event{Name: taskevents.Finished, Task: t})
 		}
 		sink.Done(err)
 	}()

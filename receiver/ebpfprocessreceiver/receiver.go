@@ -39,6 +39,9 @@ type ebpfReceiver struct {
 	profiles xconsumer.Profiles
 
 	ctrl controlPlane
+	// events sends task lifecycle events to the logs pipeline (nil
+	// without one).
+	events *taskEvents
 	// priv is what profiling may do here, probed once at Start.
 	priv privilege.Status
 	// http is the HTTP monitor, loaded while the scraper's policies or a
@@ -93,6 +96,12 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 			defer r.wg.Done()
 			r.runMetrics(ctx, s)
 		}()
+	}
+	if ctrl != nil && r.logs != nil {
+		// Stopped after the executor (stops run last first), so the
+		// events of the tasks that Shutdown ends are still sent.
+		r.events = newTaskEvents(r.logs, r.logger)
+		r.stops = append(r.stops, r.events.close)
 	}
 	if ctrl != nil && (r.profiles != nil || r.metrics != nil || r.logs != nil) {
 		stop, err := startExecutor(ctx, r, host, ctrl)
