@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -14,115 +15,117 @@ import (
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-// A network task fired by http_error_rate: the service instance's
-// connections appear as per-flow metrics with peers, and its failed HTTP
-// exchanges as sampled logs, all stamped with the trigger.
-func TestNetworkTaskThroughCollector(t *testing.T) {
-	requireRoot(t)
-	sink := startOTLPSink(t)
-	bin := workload.BuildGo(t, "../httpservers/goserver")
-	webPort, apiPort := freePort(t), freePort(t)
-	web := startGoServer(t, bin, "contprof-netweb", webPort)
-	api := apiURL(apiPort)
+// netScenario is the Go test server, run under an executable name a
+// network policy selects, and a collector with that policy.
+type netScenario struct {
+	sink    *otlpSink
+	web     *exec.Cmd
+	webPort int
+	api     string
+	c       *collector
+}
 
+// startNetScenario starts the server as exe and a collector whose policy
+// name (target network, 6 s) fires on item.
+func startNetScenario(t *testing.T, exe, name, item string) *netScenario {
+	t.Helper()
+	requireRoot(t)
+	s := &netScenario{sink: startOTLPSink(t), webPort: freePort(t)}
+	s.web = startGoServer(t, workload.BuildGo(t, "../httpservers/goserver"), exe, s.webPort)
+	apiPort := freePort(t)
+	s.api = apiURL(apiPort)
 	cfg := testConfig{
-		Policies: `
-- name: web-net
-  selector: { process.executable.name: contprof-netweb }
+		Policies: fmt.Sprintf(`
+- name: %s
+  selector: { process.executable.name: %s }
   target: network
   duration: 6s
   items:
-    - { monitor: http_error_rate, threshold: 10, period: 5, count: 3 }`,
+    - %s`, name, exe, item),
 		APIPort:  apiPort,
-		Receiver: "include: { executables: [contprof-netweb] }\nprofiling: { report_interval: 2s }",
-		OTLP:     sink.addr,
+		Receiver: fmt.Sprintf("include: { executables: [%s] }\nprofiling: { report_interval: 2s }", exe),
+		OTLP:     s.sink.addr,
 		Signals:  []string{"logs"},
 	}.yaml()
-	c := startCollector(t, writeConfig(t, cfg))
-	c.waitFor("Everything is ready", time.Minute)
-	c.waitFor("HTTP monitor loaded", 30*time.Second)
+	s.c = startCollector(t, writeConfig(t, cfg))
+	s.c.waitFor("Everything is ready", time.Minute)
+	return s
+}
 
+// drive sends requests to the given paths of the server until the test
+// ends.
+func (s *netScenario) drive(t *testing.T, paths ...string) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	drive(stop, &wg, fmt.Sprintf("http://127.0.0.1:%d/work", webPort), fmt.Sprintf("http://127.0.0.1:%d/work", webPort))
-	defer func() { close(stop); wg.Wait() }()
+	var urls []string
+	for _, p := range paths {
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d%s", s.webPort, p))
+	}
+	drive(stop, &wg, urls...)
+	t.Cleanup(func() { close(stop); wg.Wait() })
+}
 
-	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool {
-		return x.Policy == "web-net" && len(x.Processes) >= 1 && x.Processes[0].PID == web.Process.Pid
+// waitTask waits for the policy's network task on the server.
+func (s *netScenario) waitTask(t *testing.T, policy string) apiTask {
+	t.Helper()
+	task := waitTask(t, s.api, 60*time.Second, func(x apiTask) bool {
+		return x.Policy == policy && len(x.Processes) >= 1 && x.Processes[0].PID == s.web.Process.Pid
 	})
 	if task.Target != "network" {
 		t.Fatalf("task target %q, want network", task.Target)
 	}
-	pid := int64(web.Process.Pid)
-	sink.waitMetrics(t, 30*time.Second, func(all []pmetric.Metrics) bool {
-		return networkFlowFor(all, pid, task.ID, int64(os.Getpid()))
-	})
+	return task
+}
+
+// waitExchangeLogsAndEnd waits for sampled logs of the server's failed
+// exchanges, stamped with the task, and for the task's clean end.
+func (s *netScenario) waitExchangeLogsAndEnd(t *testing.T, task apiTask) {
+	t.Helper()
 	waitUntil(t, 30*time.Second, "sampled 5xx exchange logs", func() bool {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
-		return failedExchangeLogFor(sink.logs, pid, task.ID)
+		s.sink.mu.Lock()
+		defer s.sink.mu.Unlock()
+		return failedExchangeLogFor(s.sink.logs, int64(s.web.Process.Pid), task.ID)
 	})
-	done := waitTask(t, api, 30*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
+	done := waitTask(t, s.api, 30*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
 	if done.State != "finished" {
 		t.Fatalf("task ended %s: %s", done.State, done.Error)
 	}
+}
+
+// A network task fired by http_error_rate: the service instance's
+// connections appear as per-flow metrics with peers, and its failed HTTP
+// exchanges as sampled logs, all stamped with the trigger.
+func TestNetworkTaskThroughCollector(t *testing.T) {
+	s := startNetScenario(t, "contprof-netweb", "web-net", "{ monitor: http_error_rate, threshold: 10, period: 5, count: 3 }")
+	s.c.waitFor("HTTP monitor loaded", 30*time.Second)
+	s.drive(t, "/work", "/work")
+
+	task := s.waitTask(t, "web-net")
+	pid := int64(s.web.Process.Pid)
+	s.sink.waitMetrics(t, 30*time.Second, func(all []pmetric.Metrics) bool {
+		return networkFlowFor(all, pid, task.ID, int64(os.Getpid()))
+	})
+	s.waitExchangeLogsAndEnd(t, task)
 	// The extension kept the flows for the web UI's table and topology.
-	if !hasFlowTo(t, api, task.ID, web.Process.Pid, os.Getpid()) {
+	if !hasFlowTo(t, s.api, task.ID, s.web.Process.Pid, os.Getpid()) {
 		t.Fatalf("GET /api/v1/tasks/%s/flows lacks the server's flow with this test's client", task.ID)
 	}
 }
 
 // A network task fired by process_cpu, with no HTTP policy at all: the HTTP
 // monitor is loaded for the task's lifetime, so its exchange logs still
-// arrive, and it is unloaded when the task ends.
+// arrive.
 func TestNetworkTaskTriggeredByCPU(t *testing.T) {
-	requireRoot(t)
-	sink := startOTLPSink(t)
-	bin := workload.BuildGo(t, "../httpservers/goserver")
-	webPort, apiPort := freePort(t), freePort(t)
-	web := startGoServer(t, bin, "contprof-netcpu", webPort)
-	api := apiURL(apiPort)
-
-	cfg := testConfig{
-		Policies: `
-- name: busy-net
-  selector: { process.executable.name: contprof-netcpu }
-  target: network
-  duration: 6s
-  items:
-    - { monitor: process_cpu, threshold: 3, period: 3, count: 2 }`,
-		APIPort:  apiPort,
-		Receiver: "include: { executables: [contprof-netcpu] }\nprofiling: { report_interval: 2s }",
-		OTLP:     sink.addr,
-		Signals:  []string{"logs"},
-	}.yaml()
-	c := startCollector(t, writeConfig(t, cfg))
-	c.waitFor("Everything is ready", time.Minute)
-
+	s := startNetScenario(t, "contprof-netcpu", "busy-net", "{ monitor: process_cpu, threshold: 3, period: 3, count: 2 }")
 	// Fast requests for CPU, /work for the failed exchanges the logs sample.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	fast, work := fmt.Sprintf("http://127.0.0.1:%d/", webPort), fmt.Sprintf("http://127.0.0.1:%d/work", webPort)
-	drive(stop, &wg, fast, fast, fast, fast, work, work)
-	defer func() { close(stop); wg.Wait() }()
+	s.drive(t, "/", "/", "/", "/", "/work", "/work")
 
-	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool {
-		return x.Policy == "busy-net" && len(x.Processes) >= 1 && x.Processes[0].PID == web.Process.Pid
-	})
-	if task.Target != "network" || len(task.Causes) == 0 || task.Causes[0].Monitor != "process_cpu" {
-		t.Fatalf("task %+v: want a network task caused by process_cpu", task)
+	task := s.waitTask(t, "busy-net")
+	if len(task.Causes) == 0 || task.Causes[0].Monitor != "process_cpu" {
+		t.Fatalf("task causes %+v: want process_cpu", task.Causes)
 	}
-	c.waitFor("HTTP monitor loaded", 30*time.Second)
-	pid := int64(web.Process.Pid)
-	waitUntil(t, 30*time.Second, "sampled 5xx exchange logs of a process_cpu network task", func() bool {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
-		return failedExchangeLogFor(sink.logs, pid, task.ID)
-	})
-	done := waitTask(t, api, 30*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
-	if done.State != "finished" {
-		t.Fatalf("task ended %s: %s", done.State, done.Error)
-	}
+	s.c.waitFor("HTTP monitor loaded", 30*time.Second)
+	s.waitExchangeLogsAndEnd(t, task)
 }
 
 // networkFlowFor reports whether a flow metric of pid, with the task's

@@ -11,6 +11,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/contprof/contprof/internal/output/histogram"
 )
 
 // Metric names and attribute keys (OpenTelemetry semantic conventions).
@@ -41,27 +43,9 @@ const (
 
 var methodNames = [...]string{"_OTHER", "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
 
-// Histogram is one series' request durations in one interval.
-type Histogram struct {
-	Count uint64
-	// Sum, Min and Max are in seconds.
-	Sum, Min, Max float64
-	// BucketCounts[i] counts durations ≤ Bounds[i] (and > Bounds[i-1]);
-	// the last one counts those above every bound.
-	BucketCounts [len(Bounds) + 1]uint64
-}
-
-func (h *Histogram) record(v float64) {
-	if h.Count == 0 || v < h.Min {
-		h.Min = v
-	}
-	if h.Count == 0 || v > h.Max {
-		h.Max = v
-	}
-	h.Count++
-	h.Sum += v
-	h.BucketCounts[sort.SearchFloat64s(Bounds[:], v)]++
-}
+// Histogram is one series' request durations in one interval, in seconds,
+// over Bounds.
+type Histogram = histogram.Histogram
 
 // Series is the histogram of one (method, status, path) combination.
 type Series struct {
@@ -129,10 +113,10 @@ func (ps *procState) add(b []byte, maxPaths int) {
 	}
 	h := ps.series[key]
 	if h == nil {
-		h = &Histogram{}
+		h = histogram.New(Bounds[:])
 		ps.series[key] = h
 	}
-	h.record(float64(binary.LittleEndian.Uint64(b[offDuration:])) / 1e9)
+	h.Record(float64(binary.LittleEndian.Uint64(b[offDuration:])) / 1e9)
 }
 
 // urlPath returns the path of a request target: the query string removed
@@ -233,12 +217,7 @@ func appendHistogram(sm pmetric.ScopeMetrics, name, desc string, start, now pcom
 		if s.Path != "" {
 			attrs.PutStr(AttrURLPath, s.Path)
 		}
-		dp.SetCount(s.Count)
-		dp.SetSum(s.Sum)
-		dp.SetMin(s.Min)
-		dp.SetMax(s.Max)
-		dp.ExplicitBounds().FromRaw(Bounds[:])
-		dp.BucketCounts().FromRaw(s.BucketCounts[:])
+		s.Put(dp)
 	}
 }
 

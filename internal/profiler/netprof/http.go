@@ -3,11 +3,12 @@
 package netprof
 
 import (
-	"sort"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/contprof/contprof/internal/output/histogram"
 )
 
 // Role says which side of an HTTP exchange the observed process was; the
@@ -53,46 +54,6 @@ var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 
 
 // connDurationBounds are bucket bounds for connection lifetimes, seconds.
 var connDurationBounds = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600}
-
-type histogram struct {
-	bounds        []float64
-	counts        []uint64
-	count         uint64
-	sum, min, max float64
-}
-
-func newHistogram(bounds []float64) *histogram {
-	return &histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
-}
-
-func (h *histogram) record(v float64) {
-	if h.count == 0 || v < h.min {
-		h.min = v
-	}
-	if h.count == 0 || v > h.max {
-		h.max = v
-	}
-	h.count++
-	h.sum += v
-	h.counts[sort.SearchFloat64s(h.bounds, v)]++
-}
-
-func (h *histogram) merge(o *histogram) {
-	if o.count == 0 {
-		return
-	}
-	if h.count == 0 || o.min < h.min {
-		h.min = o.min
-	}
-	if h.count == 0 || o.max > h.max {
-		h.max = o.max
-	}
-	h.count += o.count
-	h.sum += o.sum
-	for i, n := range o.counts {
-		h.counts[i] += n
-	}
-}
 
 type pidFD struct{ pid, fd int }
 
@@ -156,12 +117,12 @@ func (t *Task) ObserveHTTP(ex Exchange) {
 		if len(h.series) >= t.opts.MaxHTTPSeries {
 			h.ignored++
 		} else {
-			hist = newHistogram(durationBounds)
+			hist = histogram.New(durationBounds)
 			h.series[hk] = hist
 		}
 	}
 	if hist != nil {
-		hist.record(ex.Duration.Seconds())
+		hist.Record(ex.Duration.Seconds())
 	}
 	failed := ex.Status >= 500
 	slow := t.opts.SlowThreshold > 0 && ex.Duration >= t.opts.SlowThreshold
@@ -181,7 +142,7 @@ func (t *Task) ObserveHTTP(ex Exchange) {
 type httpState struct {
 	mu      sync.Mutex
 	pids    map[int]bool // covered, a copy of Task.pids
-	series  map[httpKey]*histogram
+	series  map[httpKey]*histogram.Histogram
 	pending []pendingLog
 	fdCache map[pidFD]fdEntry
 	limiter *rate.Limiter
@@ -190,11 +151,11 @@ type httpState struct {
 }
 
 // take returns the interval's series and logs and starts a new interval.
-func (h *httpState) take() (map[httpKey]*histogram, []pendingLog) {
+func (h *httpState) take() (map[httpKey]*histogram.Histogram, []pendingLog) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s, p := h.series, h.pending
-	h.series, h.pending = map[httpKey]*histogram{}, nil
+	h.series, h.pending = map[httpKey]*histogram.Histogram{}, nil
 	return s, p
 }
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/contprof/contprof/internal/output/flows"
 )
 
 func freePort(t testing.TB) int {
@@ -69,17 +71,17 @@ func TestLocalTopology(t *testing.T) {
 	md, _ := task.Collect(time.Now())
 	ps = append(ps, points(md)...)
 
-	flow := map[string]any{AttrRole: "client", AttrPeerAddress: "127.0.0.1", AttrPeerPort: int64(port),
-		AttrPeerPID: int64(server.pid()), AttrPeerService: "topo-server"}
-	tx := sumInt(match(ps, client.pid(), MetricIO, with(flow, AttrDirection, "transmit")))
-	rx := sumInt(match(ps, client.pid(), MetricIO, with(flow, AttrDirection, "receive")))
+	flow := map[string]any{flows.AttrRole: "client", flows.AttrPeerAddress: "127.0.0.1", flows.AttrPeerPort: int64(port),
+		flows.AttrPeerPID: int64(server.pid()), flows.AttrPeerService: "topo-server"}
+	tx := sumInt(match(ps, client.pid(), flows.MetricIO, with(flow, flows.AttrDirection, "transmit")))
+	rx := sumInt(match(ps, client.pid(), flows.MetricIO, with(flow, flows.AttrDirection, "receive")))
 	if !within(tx, 300016, 0.05) || !within(rx, 200000, 0.05) {
 		t.Errorf("flow %v: transmitted %d, received %d; want 300016 and 200000 ±5%%", flow, tx, rx)
 		for _, p := range ps {
 			t.Logf("%d %s %v %d", p.pid, p.metric, p.attrs, p.i)
 		}
 	}
-	if n := sumInt(match(ps, client.pid(), MetricClosed, flow)); n != 1 {
+	if n := sumInt(match(ps, client.pid(), flows.MetricClosed, flow)); n != 1 {
 		t.Errorf("closed %d connections, want 1", n)
 	}
 	for _, p := range ps {
@@ -229,10 +231,10 @@ func TestHTTPPeersAndLogs(t *testing.T) {
 	md, ld := task.Collect(time.Now())
 	ps := points(md)
 
-	srv := map[string]any{"contprof.task.id": "http-1", AttrPeerAddress: "127.0.0.1", AttrPeerPID: int64(self),
-		AttrMethod: "GET", AttrRole: "server", AttrLocalPort: int64(port)}
-	cli := map[string]any{"contprof.task.id": "http-1", AttrPeerAddress: "127.0.0.1", AttrPeerPort: int64(port),
-		AttrPeerPID: int64(server.pid()), AttrPeerService: "np-http", AttrMethod: "GET", AttrRole: "client"}
+	srv := map[string]any{"contprof.task.id": "http-1", flows.AttrPeerAddress: "127.0.0.1", flows.AttrPeerPID: int64(self),
+		AttrMethod: "GET", flows.AttrRole: "server", flows.AttrLocalPort: int64(port)}
+	cli := map[string]any{"contprof.task.id": "http-1", flows.AttrPeerAddress: "127.0.0.1", flows.AttrPeerPort: int64(port),
+		flows.AttrPeerPID: int64(server.pid()), flows.AttrPeerService: "np-http", AttrMethod: "GET", flows.AttrRole: "client"}
 	for _, c := range []struct {
 		pid    int
 		metric string
@@ -240,12 +242,12 @@ func TestHTTPPeersAndLogs(t *testing.T) {
 		status int64
 		want   uint64
 	}{
-		{server.pid(), MetricHTTPServer, srv, 500, 3},
-		{server.pid(), MetricHTTPServer, srv, 200, 2},
-		{self, MetricHTTPClient, cli, 500, 3},
-		{self, MetricHTTPClient, cli, 200, 2},
+		{server.pid(), flows.MetricHTTPServer, srv, 500, 3},
+		{server.pid(), flows.MetricHTTPServer, srv, 200, 2},
+		{self, flows.MetricHTTPClient, cli, 500, 3},
+		{self, flows.MetricHTTPClient, cli, 200, 2},
 	} {
-		got := match(ps, c.pid, c.metric, with(c.attrs, AttrStatus, c.status))
+		got := match(ps, c.pid, c.metric, with(c.attrs, flows.AttrStatus, c.status))
 		if len(got) != 1 || got[0].hcount != c.want {
 			t.Errorf("%s of pid %d status %d: points %+v, want one with count %d", c.metric, c.pid, c.status, got, c.want)
 		}
@@ -257,8 +259,8 @@ func TestHTTPPeersAndLogs(t *testing.T) {
 	}
 	for _, l := range logs {
 		a := l.attrs
-		if a[AttrStatus] != int64(500) || a[AttrMethod] != "GET" || a[AttrURLPath] != "/fail" ||
-			a[AttrPeerAddress] != "127.0.0.1" || a["contprof.task.id"] != "http-1" || l.sev != plog.SeverityNumberError {
+		if a[flows.AttrStatus] != int64(500) || a[AttrMethod] != "GET" || a[AttrURLPath] != "/fail" ||
+			a[flows.AttrPeerAddress] != "127.0.0.1" || a["contprof.task.id"] != "http-1" || l.sev != plog.SeverityNumberError {
 			t.Errorf("log %+v", l)
 		}
 		if !strings.HasPrefix(l.body, "GET /fail 500 ") {
@@ -266,11 +268,11 @@ func TestHTTPPeersAndLogs(t *testing.T) {
 		}
 		switch l.pid {
 		case int64(server.pid()):
-			if a[AttrHTTPRole] != "server" || a[AttrPeerPort] != clientPort || a[AttrPeerPID] != int64(self) {
+			if a[AttrHTTPRole] != "server" || a[flows.AttrPeerPort] != clientPort || a[flows.AttrPeerPID] != int64(self) {
 				t.Errorf("server log %+v", a)
 			}
 		case int64(self):
-			if a[AttrHTTPRole] != "client" || a[AttrPeerPort] != int64(port) || a[AttrPeerService] != "np-http" {
+			if a[AttrHTTPRole] != "client" || a[flows.AttrPeerPort] != int64(port) || a[flows.AttrPeerService] != "np-http" {
 				t.Errorf("client log %+v", a)
 			}
 		default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/contprof/contprof/bpf/tcpevents"
 	"github.com/contprof/contprof/internal/output/flows"
+	"github.com/contprof/contprof/internal/output/histogram"
 	"github.com/contprof/contprof/internal/output/profiles"
 )
 
@@ -25,27 +26,11 @@ const ScopeName = "github.com/contprof/contprof/internal/profiler/netprof"
 // Metric and attribute names (see README.md); those the extension's flow
 // table reads are defined once, in internal/output/flows.
 const (
-	MetricIO          = flows.MetricIO
-	MetricRTT         = flows.MetricRTT
-	MetricRetransmits = flows.MetricRetransmits
-	MetricOpened      = flows.MetricOpened
-	MetricClosed      = flows.MetricClosed
-	MetricActive      = flows.MetricActive
 	MetricDuration    = "contprof.network.connection.duration"
-	MetricHTTPServer  = flows.MetricHTTPServer
-	MetricHTTPClient  = flows.MetricHTTPClient
 	EventHTTPExchange = "contprof.http.exchange"
-	AttrPeerAddress   = flows.AttrPeerAddress
-	AttrPeerPort      = flows.AttrPeerPort
-	AttrLocalPort     = flows.AttrLocalPort
 	AttrTransport     = "network.transport"
 	AttrType          = "network.type"
-	AttrDirection     = flows.AttrDirection
-	AttrRole          = flows.AttrRole
-	AttrPeerPID       = flows.AttrPeerPID
-	AttrPeerService   = flows.AttrPeerService
 	AttrMethod        = "http.request.method"
-	AttrStatus        = flows.AttrStatus
 	AttrURLPath       = "url.path"
 	AttrHTTPDuration  = "contprof.http.duration"
 	AttrHTTPRole      = "contprof.http.role"
@@ -90,7 +75,7 @@ type flowAgg struct {
 	active          int64
 	rttSum          float64
 	rttN            int
-	durations       *histogram
+	durations       *histogram.Histogram
 }
 
 type httpSeriesKey struct {
@@ -120,14 +105,14 @@ type recentConn struct {
 	gen uint64
 }
 
-func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pmetric.Metrics {
-	flows := map[flowKey]*flowAgg{}
+func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram.Histogram) pmetric.Metrics {
+	aggs := map[flowKey]*flowAgg{}
 	get := func(c *conn) *flowAgg {
 		k := flowOf(c)
-		f := flows[k]
+		f := aggs[k]
 		if f == nil {
 			f = &flowAgg{}
-			flows[k] = f
+			aggs[k] = f
 		}
 		return f
 	}
@@ -157,29 +142,29 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 		f.closed++
 		if c.openNs != 0 && c.closeNs >= c.openNs {
 			if f.durations == nil {
-				f.durations = newHistogram(connDurationBounds)
+				f.durations = histogram.New(connDurationBounds)
 			}
-			f.durations.record(float64(c.closeNs-c.openNs) / 1e9)
+			f.durations.Record(float64(c.closeNs-c.openNs) / 1e9)
 		}
 	}
-	series := map[httpSeriesKey]*histogram{}
+	series := map[httpSeriesKey]*histogram.Histogram{}
 	for hk, h := range httpSeries {
 		sk := httpSeriesKey{flow: flowKey{pid: hk.pid}, role: hk.role, method: hk.method, status: hk.status}
 		if c := t.connByInode(hk.ino); c != nil && c.pid == hk.pid {
 			sk.flow = flowOf(c)
 			sk.known = true
 		} else {
-			t.stats.HTTPUnresolved += h.count
+			t.stats.HTTPUnresolved += h.Count
 		}
 		if s := series[sk]; s != nil {
-			s.merge(h)
+			s.Merge(h)
 		} else {
 			series[sk] = h
 		}
 	}
 
 	md := pmetric.NewMetrics()
-	if len(flows) == 0 && len(series) == 0 {
+	if len(aggs) == 0 && len(series) == 0 {
 		return md
 	}
 	start := pcommon.NewTimestampFromTime(t.last)
@@ -200,8 +185,8 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 		byPID[pid] = sm
 		return sm
 	}
-	keys := make([]flowKey, 0, len(flows))
-	for k := range flows {
+	keys := make([]flowKey, 0, len(aggs))
+	for k := range aggs {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareFlows)
@@ -210,17 +195,17 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 	}
 	ms := map[int]*pidMetrics{}
 	for _, k := range keys {
-		f := flows[k]
+		f := aggs[k]
 		pm := ms[k.pid]
 		if pm == nil {
 			sm := scope(k.pid)
 			pm = &pidMetrics{
-				io:      newSum(sm, MetricIO, "Bytes the peer acknowledged (transmit) and bytes received, per flow.", "By"),
-				retrans: newSum(sm, MetricRetransmits, "TCP retransmissions (tcp_retransmit_skb events), per flow.", "{retransmit}"),
-				opened:  newSum(sm, MetricOpened, "Connections established, per flow.", "{connection}"),
-				closed:  newSum(sm, MetricClosed, "Connections closed, per flow.", "{connection}"),
-				active:  newGauge(sm, MetricActive, "Open connections at the end of the interval, per flow.", "{connection}"),
-				rtt:     newGauge(sm, MetricRTT, "Mean smoothed round-trip time of the flow's connections.", "s"),
+				io:      newSum(sm, flows.MetricIO, "Bytes the peer acknowledged (transmit) and bytes received, per flow.", "By"),
+				retrans: newSum(sm, flows.MetricRetransmits, "TCP retransmissions (tcp_retransmit_skb events), per flow.", "{retransmit}"),
+				opened:  newSum(sm, flows.MetricOpened, "Connections established, per flow.", "{connection}"),
+				closed:  newSum(sm, flows.MetricClosed, "Connections closed, per flow.", "{connection}"),
+				active:  newGauge(sm, flows.MetricActive, "Open connections at the end of the interval, per flow.", "{connection}"),
+				rtt:     newGauge(sm, flows.MetricRTT, "Mean smoothed round-trip time of the flow's connections.", "s"),
 				dur:     newHistogramMetric(sm, MetricDuration, "Lifetime of the connections closed in the interval.", "s"),
 			}
 			ms[k.pid] = pm
@@ -231,7 +216,7 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 		}{{directionTransmit, f.tx}, {directionReceive, f.rx}} {
 			dp := pm.io.Sum().DataPoints().AppendEmpty()
 			t.pointAttrs(dp.Attributes(), k, true)
-			dp.Attributes().PutStr(AttrDirection, d.dir)
+			dp.Attributes().PutStr(flows.AttrDirection, d.dir)
 			dp.SetStartTimestamp(start)
 			dp.SetTimestamp(ts)
 			dp.SetIntValue(int64(d.v))
@@ -274,9 +259,9 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 		mk := [2]int{sk.flow.pid, int(sk.role)}
 		m, ok := httpMetrics[mk]
 		if !ok {
-			name, desc := MetricHTTPServer, "Duration of HTTP server requests, per peer."
+			name, desc := flows.MetricHTTPServer, "Duration of HTTP server requests, per peer."
 			if sk.role == RoleClient {
-				name, desc = MetricHTTPClient, "Duration of HTTP client requests, per peer."
+				name, desc = flows.MetricHTTPClient, "Duration of HTTP client requests, per peer."
 			}
 			m = newHistogramMetric(scope(sk.flow.pid), name, desc, "s")
 			httpMetrics[mk] = m
@@ -285,7 +270,7 @@ func (t *Task) buildMetrics(now time.Time, httpSeries map[httpKey]*histogram) pm
 		putHistogram(dp, series[sk], start, ts)
 		t.pointAttrs(dp.Attributes(), sk.flow, sk.known)
 		dp.Attributes().PutStr(AttrMethod, sk.method)
-		dp.Attributes().PutInt(AttrStatus, int64(sk.status))
+		dp.Attributes().PutInt(flows.AttrStatus, int64(sk.status))
 	}
 	// Metrics are made per process before knowing whether any flow has an
 	// RTT or a closed connection: drop those left empty.
@@ -336,15 +321,10 @@ func newHistogramMetric(sm pmetric.ScopeMetrics, name, desc, unit string) pmetri
 	return m
 }
 
-func putHistogram(dp pmetric.HistogramDataPoint, h *histogram, start, ts pcommon.Timestamp) {
+func putHistogram(dp pmetric.HistogramDataPoint, h *histogram.Histogram, start, ts pcommon.Timestamp) {
 	dp.SetStartTimestamp(start)
 	dp.SetTimestamp(ts)
-	dp.SetCount(h.count)
-	dp.SetSum(h.sum)
-	dp.SetMin(h.min)
-	dp.SetMax(h.max)
-	dp.ExplicitBounds().FromRaw(h.bounds)
-	dp.BucketCounts().FromRaw(h.counts)
+	h.Put(dp)
 }
 
 // pointAttrs puts the trigger context and the flow's attributes.
@@ -361,23 +341,23 @@ func (t *Task) pointAttrs(m pcommon.Map, k flowKey, known bool) {
 	}
 	switch k.role {
 	case tcpevents.RoleClient:
-		m.PutStr(AttrRole, roleNameClient)
+		m.PutStr(flows.AttrRole, roleNameClient)
 	case tcpevents.RoleServer:
-		m.PutStr(AttrRole, roleNameServer)
+		m.PutStr(flows.AttrRole, roleNameServer)
 	default:
-		m.PutStr(AttrRole, roleNameUnknown)
+		m.PutStr(flows.AttrRole, roleNameUnknown)
 	}
-	m.PutStr(AttrPeerAddress, k.peer.String())
+	m.PutStr(flows.AttrPeerAddress, k.peer.String())
 	if k.peerPort != 0 {
-		m.PutInt(AttrPeerPort, int64(k.peerPort))
+		m.PutInt(flows.AttrPeerPort, int64(k.peerPort))
 	}
 	if k.localPort != 0 {
-		m.PutInt(AttrLocalPort, int64(k.localPort))
+		m.PutInt(flows.AttrLocalPort, int64(k.localPort))
 	}
 	if k.peerPID != 0 {
-		m.PutInt(AttrPeerPID, int64(k.peerPID))
+		m.PutInt(flows.AttrPeerPID, int64(k.peerPID))
 		if s := t.serviceOf(k.peerPID); s != "" {
-			m.PutStr(AttrPeerService, s)
+			m.PutStr(flows.AttrPeerService, s)
 		}
 	}
 }
@@ -421,14 +401,14 @@ func (t *Task) buildLogs(pending []pendingLog) plog.Logs {
 		if c != nil && c.pid == ex.PID {
 			t.pointAttrs(a, flowOf(c), true)
 			// A log names the exact connection.
-			a.PutInt(AttrPeerPort, int64(c.Remote.Port))
+			a.PutInt(flows.AttrPeerPort, int64(c.Remote.Port))
 		} else {
 			profiles.PutAttributes(a, t.opts.Attributes)
 		}
 		a.PutStr(AttrHTTPRole, ex.Role.String())
 		a.PutStr(AttrMethod, ex.Method)
 		a.PutStr(AttrURLPath, path)
-		a.PutInt(AttrStatus, int64(ex.Status))
+		a.PutInt(flows.AttrStatus, int64(ex.Status))
 		a.PutDouble(AttrHTTPDuration, ex.Duration.Seconds())
 	}
 	return ld

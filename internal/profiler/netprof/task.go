@@ -21,6 +21,7 @@ import (
 
 	"github.com/contprof/contprof/bpf/tcpevents"
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/output/histogram"
 )
 
 // Options configure a network profiling task; zero values take defaults.
@@ -252,7 +253,7 @@ func Start(opts Options) (_ *Task, err error) {
 		last:       time.Now(),
 		h: httpState{
 			pids:    map[int]bool{},
-			series:  map[httpKey]*histogram{},
+			series:  map[httpKey]*histogram.Histogram{},
 			fdCache: map[pidFD]fdEntry{},
 			limiter: rate.NewLimiter(rate.Limit(opts.LogsPerSecond), opts.LogBurst),
 		},

@@ -4,7 +4,6 @@ package netprof
 
 import (
 	"fmt"
-	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"strconv"
@@ -12,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/contprof/contprof/bpf/tcpevents"
+	"github.com/contprof/contprof/internal/output/flows"
 )
 
 // transfer runs one client connection (send bytes up, reply bytes down,
@@ -49,13 +51,13 @@ func transfer(t *testing.T, task *Task, v *vethPair, server *child, send, reply 
 	}
 	client.cmd.Wait()
 	// Both ends close (a lost FIN takes a retransmission timeout or more).
-	cflow := map[string]any{AttrRole: "client"}
-	sflow := map[string]any{AttrRole: "server", AttrPeerAddress: v.clientIP}
+	cflow := map[string]any{flows.AttrRole: "client"}
+	sflow := map[string]any{flows.AttrRole: "server", flows.AttrPeerAddress: v.clientIP}
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
 		time.Sleep(100 * time.Millisecond)
 		md, _ := task.Collect(time.Now())
 		all = append(all, points(md)...)
-		if sumInt(match(all, client.pid(), MetricClosed, cflow)) > 0 && sumInt(match(all, server.pid(), MetricClosed, sflow)) > 0 {
+		if sumInt(match(all, client.pid(), flows.MetricClosed, cflow)) > 0 && sumInt(match(all, server.pid(), flows.MetricClosed, sflow)) > 0 {
 			break
 		}
 	}
@@ -144,20 +146,20 @@ func testVethFlows(t *testing.T, flavour string) {
 
 	check := func(t *testing.T, ps []point, client *child, wantLoss bool) (clientRTT float64) {
 		t.Helper()
-		cflow := map[string]any{AttrRole: "client", AttrPeerAddress: v.serverIP, AttrPeerPort: int64(9000)}
-		sflow := map[string]any{AttrRole: "server", AttrPeerAddress: v.clientIP, AttrLocalPort: int64(9000)}
+		cflow := map[string]any{flows.AttrRole: "client", flows.AttrPeerAddress: v.serverIP, flows.AttrPeerPort: int64(9000)}
+		sflow := map[string]any{flows.AttrRole: "server", flows.AttrPeerAddress: v.clientIP, flows.AttrLocalPort: int64(9000)}
 		for _, f := range []map[string]any{cflow, sflow} {
 			f["contprof.task.id"] = "veth"
 		}
 		cpid, spid := client.pid(), server.pid()
 
-		tx := sumInt(match(ps, cpid, MetricIO, with(cflow, AttrDirection, "transmit")))
-		rx := sumInt(match(ps, cpid, MetricIO, with(cflow, AttrDirection, "receive")))
+		tx := sumInt(match(ps, cpid, flows.MetricIO, with(cflow, flows.AttrDirection, "transmit")))
+		rx := sumInt(match(ps, cpid, flows.MetricIO, with(cflow, flows.AttrDirection, "receive")))
 		if !within(tx, send+16, 0.05) || !within(rx, reply, 0.05) {
 			t.Errorf("client flow: transmitted %d (want %d ±5%%), received %d (want %d ±5%%)", tx, send+16, rx, reply)
 		}
-		stx := sumInt(match(ps, spid, MetricIO, with(sflow, AttrDirection, "transmit")))
-		srx := sumInt(match(ps, spid, MetricIO, with(sflow, AttrDirection, "receive")))
+		stx := sumInt(match(ps, spid, flows.MetricIO, with(sflow, flows.AttrDirection, "transmit")))
+		srx := sumInt(match(ps, spid, flows.MetricIO, with(sflow, flows.AttrDirection, "receive")))
 		if !within(srx, send+16, 0.05) || !within(stx, reply, 0.05) {
 			t.Errorf("server flow: received %d (want %d ±5%%), transmitted %d (want %d ±5%%)", srx, send+16, stx, reply)
 		}
@@ -168,25 +170,25 @@ func testVethFlows(t *testing.T, flavour string) {
 			peer    int
 			service string
 		}{{cpid, cflow, spid, "np-server"}, {spid, sflow, cpid, "np-client"}} {
-			ps := match(ps, c.pid, MetricIO, c.flow)
+			ps := match(ps, c.pid, flows.MetricIO, c.flow)
 			if len(ps) == 0 {
 				t.Errorf("pid %d: no flow %v", c.pid, c.flow)
 				continue
 			}
 			for _, p := range ps {
-				if p.attrs[AttrPeerPID] != int64(c.peer) || p.attrs[AttrPeerService] != c.service {
-					t.Errorf("pid %d: peer %v/%v, want %d/%s", c.pid, p.attrs[AttrPeerPID], p.attrs[AttrPeerService], c.peer, c.service)
+				if p.attrs[flows.AttrPeerPID] != int64(c.peer) || p.attrs[flows.AttrPeerService] != c.service {
+					t.Errorf("pid %d: peer %v/%v, want %d/%s", c.pid, p.attrs[flows.AttrPeerPID], p.attrs[flows.AttrPeerService], c.peer, c.service)
 					break
 				}
 			}
 		}
-		if n := sumInt(match(ps, cpid, MetricOpened, cflow)); n != 1 {
+		if n := sumInt(match(ps, cpid, flows.MetricOpened, cflow)); n != 1 {
 			t.Errorf("client flow: %d connections opened, want 1", n)
 		}
-		if n := sumInt(match(ps, cpid, MetricClosed, cflow)); n != 1 {
+		if n := sumInt(match(ps, cpid, flows.MetricClosed, cflow)); n != 1 {
 			t.Errorf("client flow: %d connections closed, want 1", n)
 		}
-		if n := sumInt(match(ps, spid, MetricOpened, sflow)); n != 1 {
+		if n := sumInt(match(ps, spid, flows.MetricOpened, sflow)); n != 1 {
 			t.Errorf("server flow: %d connections opened, want 1", n)
 		}
 		if d := match(ps, cpid, MetricDuration, cflow); len(d) != 1 || d[0].hcount != 1 || d[0].hsum < 0.5 {
@@ -194,7 +196,7 @@ func testVethFlows(t *testing.T, flavour string) {
 		}
 		// Each namespace holds just this connection: its own TCP counter
 		// must agree with what the task attributed to each side.
-		cre, sre := sumInt(match(ps, cpid, MetricRetransmits, cflow)), sumInt(match(ps, spid, MetricRetransmits, sflow))
+		cre, sre := sumInt(match(ps, cpid, flows.MetricRetransmits, cflow)), sumInt(match(ps, spid, flows.MetricRetransmits, sflow))
 		cns, sns := retransSegs(t, v.client)-client.before[0], retransSegs(t, v.server)-client.before[1]
 		if cre != cns || sre != sns {
 			t.Errorf("retransmitted segments: client flow %d, server flow %d; the namespaces' RetransSegs %d and %d", cre, sre, cns, sns)
@@ -206,7 +208,7 @@ func testVethFlows(t *testing.T, flavour string) {
 		if !wantLoss && retrans != 0 {
 			t.Errorf("%d retransmits on a clean link; the namespaces' TCP counters:\n%s", retrans, tcpCounters(v))
 		}
-		rtt := maxDouble(match(ps, cpid, MetricRTT, cflow))
+		rtt := maxDouble(match(ps, cpid, flows.MetricRTT, cflow))
 		if rtt <= 0 {
 			t.Error("no RTT for the client flow")
 		}
