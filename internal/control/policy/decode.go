@@ -234,6 +234,9 @@ func decodePolicy(v any, index int) (Policy, error) {
 			p.Duration, err = asDuration(val, "duration")
 		case "silence":
 			p.Silence, err = asDuration(val, "silence")
+		case "lookback":
+			p.Lookback, err = asDuration(val, "lookback")
+			p.LookbackSet = err == nil
 		case "items":
 			p.Items, err = decodeItems(val)
 		default:

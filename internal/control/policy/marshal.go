@@ -16,6 +16,7 @@ type policyJSON struct {
 	Target   Target   `json:"target"`
 	Duration string   `json:"duration,omitempty"`
 	Silence  string   `json:"silence,omitempty"`
+	Lookback string   `json:"lookback,omitempty"`
 	Items    []Item   `json:"items"`
 }
 
@@ -26,12 +27,21 @@ func durationText(d time.Duration) string {
 	return d.String()
 }
 
+// lookbackText is "0s" for a lookback explicitly off, so that the output
+// does not parse back into the target's default.
+func lookbackText(p Policy) string {
+	if p.LookbackSet && p.Lookback == 0 {
+		return "0s"
+	}
+	return durationText(p.Lookback)
+}
+
 // MarshalJSON writes durations as strings so that the output parses back.
 func (p Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(policyJSON{
 		Name: p.Name, Selector: p.Selector, Target: p.Target,
 		Duration: durationText(p.Duration), Silence: durationText(p.Silence),
-		Items: p.Items,
+		Lookback: lookbackText(p), Items: p.Items,
 	})
 }
 

@@ -37,6 +37,13 @@ func (m Monitor) IsHTTP() bool {
 const (
 	DefaultDuration = 10 * time.Minute
 	DefaultSilence  = 20 * time.Minute
+	// DefaultLookback is the lookback of an on_cpu policy that sets none;
+	// off_cpu policies default to none (an always-on sched_switch hook
+	// costs every context switch on the host), network has none.
+	DefaultLookback = 10 * time.Second
+	// MaxLookback bounds how far before a trigger the receiver keeps
+	// samples.
+	MaxLookback = time.Minute
 )
 
 // Policy is selector + target + items; items are OR-ed.
@@ -47,6 +54,13 @@ type Policy struct {
 	Duration time.Duration `json:"duration,omitempty" yaml:"duration,omitempty" mapstructure:"duration"`
 	Silence  time.Duration `json:"silence,omitempty" yaml:"silence,omitempty" mapstructure:"silence"`
 	Items    []Item        `json:"items" yaml:"items" mapstructure:"items"`
+	// Lookback is how long before the trigger the receiver keeps low-rate
+	// samples of the processes the policy selects, to put them into the
+	// task's first report; 0 is off. Validate sets the default of the
+	// target unless LookbackSet.
+	Lookback time.Duration `json:"lookback,omitempty" yaml:"lookback,omitempty" mapstructure:"lookback"`
+	// LookbackSet says Lookback was given (so an explicit 0 stays off).
+	LookbackSet bool `json:"-" yaml:"-" mapstructure:"-"`
 }
 
 // Item is one trigger condition: at least Count of the most recent Period

@@ -116,6 +116,23 @@ func (p *Policy) validate() []error {
 		add("silence", "%s is out of range 1s..24h", p.Silence)
 	}
 
+	if !p.LookbackSet {
+		p.Lookback, p.LookbackSet = 0, true
+		if p.Target == TargetOnCPU {
+			p.Lookback = DefaultLookback
+		}
+	}
+	switch {
+	case p.Lookback < 0 || p.Lookback > MaxLookback:
+		add("lookback", "%s is out of range 0..%s", p.Lookback, MaxLookback)
+	case p.Lookback > 0 && p.Lookback < time.Second:
+		add("lookback", "%s is shorter than 1s (use 0 for off)", p.Lookback)
+	case p.Lookback > 0 && p.Target != TargetOnCPU:
+		// off_cpu would need an always-on sched_switch hook with its own
+		// ring; only the on-CPU record exists so far.
+		add("lookback", "%s is set on target %s; lookback is recorded for on_cpu only", p.Lookback, p.Target)
+	}
+
 	if len(p.Items) == 0 {
 		add("items", "at least one item is required")
 	}

@@ -224,6 +224,9 @@ func (b *otlpBuilder) addProfile(out pprofile.Profile, p *Profile) {
 		s := samples.AppendEmpty()
 		s.SetStackIndex(b.stack(p.Samples[i].Frames))
 		s.Values().Append(p.Samples[i].Value)
+		for _, k := range sortedKeys(p.Samples[i].Labels) {
+			s.AttributeIndices().Append(b.attr(k, p.Samples[i].Labels[k]))
+		}
 		ts := p.Samples[i].Time
 		if ts.IsZero() {
 			ts = p.Start
@@ -318,4 +321,13 @@ func putAny(dst pcommon.Value, v any) {
 	default:
 		dst.SetStr(fmt.Sprint(x))
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -86,6 +86,12 @@ func (p *Profile) Pprof() *profile.Profile {
 
 	for _, s := range p.Samples {
 		ps := &profile.Sample{Value: []int64{s.Value}}
+		if len(s.Labels) > 0 {
+			ps.Label = make(map[string][]string, len(s.Labels))
+			for k, v := range s.Labels {
+				ps.Label[k] = []string{v}
+			}
+		}
 		if scaled {
 			ps.Value = append(ps.Value, s.Value*p.Kind.Period)
 		}

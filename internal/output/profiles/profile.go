@@ -86,7 +86,19 @@ type Sample struct {
 	// profilers aggregate per stack in the kernel and keep no per-event
 	// times).
 	Time time.Time
+	// Labels are per-sample attributes (OTLP sample attributes, pprof
+	// labels), e.g. AttrPhase.
+	Labels map[string]string
 }
+
+// AttrPhase marks a sample of a triggered task as taken before the trigger
+// (PhaseBeforeTrigger, from the lookback ring) or from the trigger on
+// (PhaseDuring); only profiles that carry lookback samples set it.
+const (
+	AttrPhase          = "contprof.phase"
+	PhaseBeforeTrigger = "before_trigger"
+	PhaseDuring        = "during"
+)
 
 // Kind describes what the sample values mean.
 type Kind struct {
