@@ -94,3 +94,19 @@ func Load(spec *ebpf.CollectionSpec, s Settings, objs any, what string) error {
 	}
 	return nil
 }
+
+// SumStats reads the n per-CPU counters of a STATS map (contprof.h),
+// summed over CPUs.
+func SumStats(m *ebpf.Map, n int) ([]uint64, error) {
+	sums := make([]uint64, n)
+	var perCPU []uint64
+	for i := range sums {
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("read stats: %w", err)
+		}
+		for _, v := range perCPU {
+			sums[i] += v
+		}
+	}
+	return sums, nil
+}

@@ -18,6 +18,7 @@
 package httpmon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -32,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
+	bpfload "github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
@@ -75,21 +77,11 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() error {
-	if o.MaxPathsPerProcess == 0 {
-		o.MaxPathsPerProcess = 100
-	}
-	if o.MaxPIDs == 0 {
-		o.MaxPIDs = 4096
-	}
-	if o.MaxConnections == 0 {
-		o.MaxConnections = 16384
-	}
-	if o.RingBufferBytes == 0 {
-		o.RingBufferBytes = 2 << 20
-	}
-	if o.PollInterval == 0 {
-		o.PollInterval = 100 * time.Millisecond
-	}
+	o.MaxPathsPerProcess = cmp.Or(o.MaxPathsPerProcess, 100)
+	o.MaxPIDs = cmp.Or(o.MaxPIDs, 4096)
+	o.MaxConnections = cmp.Or(o.MaxConnections, 16384)
+	o.RingBufferBytes = cmp.Or(o.RingBufferBytes, 2<<20)
+	o.PollInterval = cmp.Or(o.PollInterval, 100*time.Millisecond)
 	var errs []error
 	if o.MaxPathsPerProcess < 1 {
 		errs = append(errs, fmt.Errorf("max_paths_per_process: %d must be ≥ 1", o.MaxPathsPerProcess))
@@ -469,29 +461,17 @@ func (m *Monitor) Stats() (Stats, error) {
 	if m.closed {
 		return Stats{}, errClosed
 	}
-	var st Stats
-	var per []uint64
-	for i := uint32(0); i < bpfhttpmon.NumStats; i++ {
-		if err := m.objs.Stats.Lookup(i, &per); err != nil {
-			return Stats{}, fmt.Errorf("http monitor: read stats: %w", err)
-		}
-		var sum uint64
-		for _, v := range per {
-			sum += v
-		}
-		switch i {
-		case bpfhttpmon.StatExchanges:
-			st.Exchanges = sum
-		case bpfhttpmon.StatLost:
-			st.Lost = sum
-		case bpfhttpmon.StatUnmatchedRequest:
-			st.UnmatchedRequests = sum
-		case bpfhttpmon.StatUnmatchedResponse:
-			st.UnmatchedResponses = sum
-		}
+	v, err := bpfload.SumStats(m.objs.Stats, bpfhttpmon.NumStats)
+	if err != nil {
+		return Stats{}, fmt.Errorf("http monitor: %w", err)
 	}
-	st.Dropped = m.dropped
-	return st, nil
+	return Stats{
+		Exchanges:          v[bpfhttpmon.StatExchanges],
+		Lost:               v[bpfhttpmon.StatLost],
+		UnmatchedRequests:  v[bpfhttpmon.StatUnmatchedRequest],
+		UnmatchedResponses: v[bpfhttpmon.StatUnmatchedResponse],
+		Dropped:            m.dropped,
+	}, nil
 }
 
 // Close detaches and unloads everything and stops the reader. Data not yet

@@ -3,6 +3,7 @@
 package netprof
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/bpf/tcpevents"
 	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/output/histogram"
@@ -62,24 +64,12 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() error {
-	if o.SlowThreshold == 0 {
-		o.SlowThreshold = time.Second
-	}
-	if o.LogsPerSecond == 0 {
-		o.LogsPerSecond = 1
-	}
-	if o.LogBurst == 0 {
-		o.LogBurst = 10
-	}
-	if o.MaxConnections == 0 {
-		o.MaxConnections = 65536
-	}
-	if o.MaxHTTPSeries == 0 {
-		o.MaxHTTPSeries = 2000
-	}
-	if o.FDCacheTTL == 0 {
-		o.FDCacheTTL = time.Second
-	}
+	o.SlowThreshold = cmp.Or(o.SlowThreshold, time.Second)
+	o.LogsPerSecond = cmp.Or(o.LogsPerSecond, 1)
+	o.LogBurst = cmp.Or(o.LogBurst, 10)
+	o.MaxConnections = cmp.Or(o.MaxConnections, 65536)
+	o.MaxHTTPSeries = cmp.Or(o.MaxHTTPSeries, 2000)
+	o.FDCacheTTL = cmp.Or(o.FDCacheTTL, time.Second)
 	if o.PeerService == nil {
 		o.PeerService = serviceName
 	}
@@ -472,27 +462,10 @@ func (t *Task) Stats() Stats {
 	if closed {
 		return s
 	}
-	var vals []uint64
-	for i := uint32(0); i < tcpevents.NumStats; i++ {
-		if err := t.objs.Stats.Lookup(i, &vals); err != nil {
-			continue
-		}
-		var sum uint64
-		for _, v := range vals {
-			sum += v
-		}
-		switch i {
-		case tcpevents.StatOpens:
-			s.Opens = sum
-		case tcpevents.StatCloses:
-			s.Closes = sum
-		case tcpevents.StatEventsLost:
-			s.EventsLost += sum
-		case tcpevents.StatFlowsFull:
-			s.TableFull = sum
-		case tcpevents.StatRetransmits:
-			s.Retransmits = sum
-		}
+	if v, err := load.SumStats(t.objs.Stats, tcpevents.NumStats); err == nil {
+		s.Opens, s.Closes = v[tcpevents.StatOpens], v[tcpevents.StatCloses]
+		s.EventsLost += v[tcpevents.StatEventsLost]
+		s.TableFull, s.Retransmits = v[tcpevents.StatFlowsFull], v[tcpevents.StatRetransmits]
 	}
 	return s
 }

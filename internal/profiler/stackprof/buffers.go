@@ -127,22 +127,6 @@ func Scan[K, V any](m *ebpf.Map, fn func(*K, *V)) error {
 	return it.Err()
 }
 
-// SumPerCPU reads the n per-CPU counters of a stats map (STATS in
-// bpf/headers/contprof.h), summed over CPUs.
-func SumPerCPU(m *ebpf.Map, n int) ([]uint64, error) {
-	sums := make([]uint64, n)
-	var perCPU []uint64
-	for i := range sums {
-		if err := m.Lookup(uint32(i), &perCPU); err != nil {
-			return nil, fmt.Errorf("read stats: %w", err)
-		}
-		for _, v := range perCPU {
-			sums[i] += v
-		}
-	}
-	return sums, nil
-}
-
 // pidFilter is the target_pids bitmap (PID_FILTER_BITMAP in
 // bpf/headers/contprof.h): bit tgid%64 of word tgid/64. Only user space
 // writes it; callers serialize.

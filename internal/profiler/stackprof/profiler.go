@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/internal/output/profiles"
 )
 
@@ -134,7 +135,7 @@ func (p *Profiler[V]) Base() *Profiler[V] { return p }
 func (p *Profiler[V]) ReadStats(m *ebpf.Map, n int) ([]uint64, error) {
 	var v []uint64
 	err := p.Locked(func() (err error) {
-		v, err = SumPerCPU(m, n)
+		v, err = load.SumStats(m, n)
 		return err
 	})
 	if err != nil {
