@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -420,4 +421,42 @@ func (failingExecutor) Targets() []policy.Target { return policy.Targets }
 func (failingExecutor) StartTask(_ context.Context, _ control.Task, s dispatch.Sink) error {
 	go s.Done(errors.New("perf_event_open: permission denied"))
 	return nil
+}
+
+// TestAPIConnectionsBounded: past limits.max_api_connections a new
+// connection waits to be accepted instead of costing the collector memory;
+// it is served as soon as one closes.
+func TestAPIConnectionsBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxAPIConnections = 2
+	e := startExtension(t, cfg, nil)
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", e.addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	if resp, err := client.Get(e.baseURL() + "/api/v1/status"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a third connection was served (%s) while 2 of 2 were open", resp.Status)
+	}
+	held[0].Close()
+	held = held[1:]
+	client.Timeout = 5 * time.Second
+	resp, err := client.Get(e.baseURL() + "/api/v1/status")
+	if err != nil {
+		t.Fatalf("not served after a connection closed: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s", resp.Status)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/dispatch"
@@ -149,6 +150,10 @@ func (e *profilingPolicy) startAPI(ctx context.Context, host component.Host) err
 		_ = ln.Close()
 		return errors.New("api: " + err.Error())
 	}
+	// Each connection costs a goroutine and buffers: past the bound, new
+	// connections wait in the kernel's accept queue, so a flood of
+	// clients slows the API down instead of growing the collector.
+	ln = netutil.LimitListener(ln, e.cfg.Limits.MaxAPIConnections)
 	e.server, e.addr = srv, ln.Addr()
 	e.logger.Info("Profiling policy API listening", zap.String("endpoint", ln.Addr().String()))
 	e.served.Add(1)

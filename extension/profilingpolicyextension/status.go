@@ -2,6 +2,7 @@ package profilingpolicyextension // import "github.com/contprof/contprof/extensi
 
 import (
 	"net/http"
+	"runtime"
 	"slices"
 
 	"github.com/contprof/contprof/internal/control"
@@ -18,10 +19,13 @@ type statusView struct {
 	// PolicySources are the policy sources with their last error.
 	PolicySources []policysource.SourceStatus `json:"policy_sources"`
 	ActiveTasks   int                         `json:"active_tasks"`
+	// Goroutines is the collector's goroutine count: a number that only
+	// grows under a steady load is a leak (the soak test watches it).
+	Goroutines int `json:"goroutines"`
 }
 
 func (e *profilingPolicy) getStatus(w http.ResponseWriter, _ *http.Request) {
-	v := statusView{Executors: []control.ExecutorStatus{}, PolicySources: e.merger.Sources(), ActiveTasks: e.tasks.Active()}
+	v := statusView{Executors: []control.ExecutorStatus{}, PolicySources: e.merger.Sources(), ActiveTasks: e.tasks.Active(), Goroutines: runtime.NumGoroutine()}
 	e.reportersMu.Lock()
 	reporters := slices.Clone(e.reporters)
 	e.reportersMu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/ianlancetaylor/demangle"
 
@@ -85,7 +86,17 @@ type File struct {
 	loads     []loadSegment
 	syms      symtab
 	gotab     *gosym.Table
+	// bytes estimates the memory the symbol tables take (the cache's
+	// byte budget counts it).
+	bytes int64
 }
+
+// Costs of the estimate: a symbol's struct (its name is counted by
+// length); a Go function as gosym keeps it (Func, Sym, entry, name).
+const (
+	symbolCost = int64(unsafe.Sizeof(symbol{}))
+	goFuncCost = 160
+)
 
 // OpenFile reads the symbols of the ELF file at path: .symtab and .dynsym,
 // and for Go binaries the .gopclntab (found by its magic when the section
@@ -155,6 +166,12 @@ func newFile(f *elf.File) (*File, error) {
 
 	if tab, err := goTable(f, runtimeText); err == nil {
 		ef.gotab = tab
+		for i := range tab.Funcs {
+			ef.bytes += goFuncCost + int64(len(tab.Funcs[i].Name))
+		}
+	}
+	for _, sym := range ef.syms {
+		ef.bytes += symbolCost + int64(len(sym.name))
 	}
 	if len(ef.syms) == 0 && ef.gotab == nil {
 		return ef, errors.New("no symbols (.symtab, .dynsym or .gopclntab)")

@@ -33,6 +33,9 @@ type Options struct {
 	ProcFS string
 	// MaxFiles bounds the number of cached ELF files; default 512.
 	MaxFiles int
+	// MaxFileBytes bounds the estimated memory of the cached symbol
+	// tables; the least recently used file goes first. Default 64 MiB.
+	MaxFileBytes int64
 	// MaxProcesses bounds the per-process state kept; default 4096.
 	MaxProcesses int
 }
@@ -42,6 +45,9 @@ const (
 	mapsRetryAge    = 100 * time.Millisecond // on a miss, re-read if older than this
 	kallsymsMaxAge  = 5 * time.Minute        // modules come and go
 	defaultMaxFiles = 512
+	// defaultMaxFileBytes: a few large binaries (a Go or C++ service has
+	// tens of MB of symbols) must not hold the collector's memory.
+	defaultMaxFileBytes = 64 << 20
 	defaultMaxProcs = 4096
 )
 
@@ -49,6 +55,10 @@ const (
 type Symbolizer struct {
 	procfs   string
 	maxFiles int
+	// maxFileBytes and fileBytes are the byte budget of the file cache
+	// and what it holds.
+	maxFileBytes int64
+	fileBytes    int64
 	maxProcs int
 
 	mu        sync.Mutex
@@ -108,6 +118,9 @@ func New(opts Options) *Symbolizer {
 	}
 	if s.maxFiles <= 0 {
 		s.maxFiles = defaultMaxFiles
+	}
+	if s.maxFileBytes = opts.MaxFileBytes; s.maxFileBytes <= 0 {
+		s.maxFileBytes = defaultMaxFileBytes
 	}
 	if s.maxProcs <= 0 {
 		s.maxProcs = defaultMaxProcs
@@ -422,22 +435,32 @@ func (s *Symbolizer) openCachedLocked(path string) *File {
 		}
 	}
 	if len(s.files) >= s.maxFiles {
-		s.evictFileLocked()
+		s.evictFileLocked(nil)
 	}
 	e := &fileEntry{file: f, lastUse: s.tick}
 	s.files[id] = e
 	if f.BuildID != "" {
 		s.byBuildID[f.BuildID] = e
 	}
+	s.fileBytes += f.bytes
+	// The file just opened stays even if it alone exceeds the budget:
+	// the stack being symbolized needs it.
+	for s.fileBytes > s.maxFileBytes && s.evictFileLocked(e) {
+	}
 	return f
 }
 
-func (s *Symbolizer) evictFileLocked() {
+// evictFileLocked drops the least recently used file other than keep; it
+// reports whether there was one.
+func (s *Symbolizer) evictFileLocked(keep *fileEntry) bool {
 	var victim *fileEntry
 	for _, e := range s.files {
-		if victim == nil || e.lastUse < victim.lastUse {
+		if e != keep && (victim == nil || e.lastUse < victim.lastUse) {
 			victim = e
 		}
+	}
+	if victim == nil {
+		return false
 	}
 	for id, e := range s.files {
 		if e == victim {
@@ -449,6 +472,8 @@ func (s *Symbolizer) evictFileLocked() {
 			delete(s.byBuildID, b)
 		}
 	}
+	s.fileBytes -= victim.file.bytes
+	return true
 }
 
 // PerfMapPath is the perf map of process pid through proc: its JIT writes

@@ -395,3 +395,49 @@ func TestFileCache(t *testing.T) {
 		t.Error("the same binary in two processes was loaded twice")
 	}
 }
+
+// TestFileCacheByteBudget: the cached symbol tables stay within
+// MaxFileBytes, least recently used first; a file larger than the budget
+// alone still symbolizes the stack that needs it.
+func TestFileCacheByteBudget(t *testing.T) {
+	hot := workload.BuildC(t, "hotcpu.c")
+	a := workload.Start(t, hot)
+	s := New(Options{MaxFileBytes: 1})
+	if fr := leaf(t, s, a.PID(), a.Addrs["hot_a"]); fr.Function != "hot_a" {
+		t.Fatalf("over-budget file did not symbolize: %+v", fr)
+	}
+	var hotBytes int64
+	for _, e := range s.files {
+		if e.file.bytes <= 0 {
+			t.Fatalf("file without a size estimate: %+v", e.file)
+		}
+		hotBytes += e.file.bytes
+	}
+	// Room for roughly one such file: opening more evicts the older.
+	s = New(Options{MaxFileBytes: hotBytes + 1})
+	leaf(t, s, a.PID(), a.Addrs["hot_a"])
+	// Another program and its libraries.
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Preload(other.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if s.fileBytes > s.maxFileBytes && len(s.files) > 1 {
+		t.Fatalf("cache holds %d bytes in %d files, budget %d", s.fileBytes, len(s.files), s.maxFileBytes)
+	}
+	var sum int64
+	seen := map[*fileEntry]bool{}
+	for _, e := range s.files {
+		if !seen[e] {
+			seen[e] = true
+			sum += e.file.bytes
+		}
+	}
+	if sum != s.fileBytes {
+		t.Fatalf("accounted %d bytes, cache holds %d", s.fileBytes, sum)
+	}
+}
