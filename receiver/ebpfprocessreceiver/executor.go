@@ -55,7 +55,11 @@ type executor struct {
 
 	// starting holds one token per start in progress.
 	starting chan struct{}
-	wg       sync.WaitGroup
+	// mu orders StartTask's wg.Add before stop's wg.Wait: a request
+	// admitted just before the executor unregistered may still arrive.
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
 }
 
 // startExecutor registers the receiver as the executor of profiling tasks.
@@ -77,6 +81,9 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, re
 	unregister := reg.RegisterExecutor(e)
 	return func() {
 		unregister()
+		e.mu.Lock()
+		e.stopped = true
+		e.mu.Unlock()
 		// The caller cancelled ctx: every task ends and emits what it has.
 		e.wg.Wait()
 		e.jit.Wait()
@@ -104,6 +111,11 @@ func (e *executor) Targets() []policy.Target {
 func (e *executor) StartTask(ctx context.Context, t control.Task, sink dispatch.Sink) error {
 	if !slices.Contains(e.Targets(), t.Target) {
 		return fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return errors.New("the receiver is shutting down")
 	}
 	e.wg.Add(1)
 	go func() {
