@@ -54,6 +54,7 @@ struct stack_event {
 	__u32 nchain;    // links in chain
 	struct fp_link chain[USTACK_CHAIN];
 	__u64 kstack[KSTACK_DEPTH];
+	__u64 py_stack;  // py_stacks key (cpython.h), 0: none
 	// Slack of one page: the verifier sees a chunk of up to a page read
 	// at any offset below USTACK_MAX.
 	__u8 data[USTACK_MAX + USTACK_PAGE];
@@ -104,6 +105,7 @@ static __always_inline __u32 ustack_copy(struct stack_event *ev)
 	ev->ulen = 0;
 	ev->nchain = 0;
 	ev->flags = 0;
+	ev->py_stack = 0; // set by programs that walk Python (cpython.h)
 	if (!regs || (task->flags & 0x00200000 /* PF_KTHREAD */)) {
 		ev->flags |= USTACK_NO_USER;
 		ev->ip = ev->sp = ev->bp = 0;

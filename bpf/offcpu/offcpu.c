@@ -41,6 +41,7 @@
 #include <bpf/bpf_core_read.h>
 #include "contprof.h"
 #include "ustack.h"
+#include "cpython.h"
 
 #define TASK_DEAD 0x80
 
@@ -64,6 +65,7 @@ struct block_key {
 	__s32 user_stack_id;   // < 0: no user stack (see stats)
 	__s32 kernel_stack_id; // < 0: no kernel stack
 	__u32 stack_buf;       // the stack map (0 or 1) the ids belong to
+	__u64 py_stack_id;     // py_stacks key, 0: no Python stack (cpython.h)
 };
 
 struct block_value {
@@ -79,6 +81,7 @@ struct start {
 	__s32 kernel_stack_id;
 	__u16 stack_buf;
 	__u16 p16; // recording probability, in 1/65536 (65536 stored as 0)
+	__u64 py_stack_id;
 };
 
 // Per-CPU rate of target switch-outs, for the stack budget.
@@ -162,6 +165,7 @@ static __always_inline void switch_in(struct task_struct *next)
 		.user_stack_id = st->user_stack_id,
 		.kernel_stack_id = st->kernel_stack_id,
 		.stack_buf = st->stack_buf,
+		.py_stack_id = st->py_stack_id,
 	};
 	if (delta >= min_block_ns && (!pidns_ino || is_target(key.pid))) {
 		stat_inc(STAT_BLOCKS);
@@ -274,6 +278,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 		long kb = bpf_get_stack(ctx, ev->kstack, sizeof(ev->kstack), 0);
 		ev->klen = kb > 0 ? (__u64)kb / 8 : 0;
 		__u32 size = ustack_copy(ev);
+		ev->py_stack = py_record(tgid, tid);
 		if (kb < 0) {
 			ev->flags |= USTACK_KERNEL_ERR;
 			stat_inc(STAT_KERNEL_STACK_LOST);
@@ -302,6 +307,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 		stat_inc(STAT_USER_STACK_LOST);
 	if (st.kernel_stack_id < 0)
 		stat_inc(STAT_KERNEL_STACK_LOST);
+	st.py_stack_id = py_record(tgid, tid);
 	// Taken after the stacks, so their cost is not counted as off-CPU time.
 	st.ts = bpf_ktime_get_ns();
 	bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);

@@ -9,6 +9,8 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/contprof/contprof/bpf/load"
+
+	"github.com/contprof/contprof/internal/profiler/cpython"
 )
 
 // BlockKey is the key of the counts maps: one (process, user stack, kernel
@@ -95,3 +97,8 @@ func (o *Objects) Attach() ([]link.Link, error) {
 
 // SwitchProgram is the sched_switch program (for its run-time statistics).
 func (o *Objects) SwitchProgram() *ebpf.Program { return o.OffcpuSwitch }
+
+// PythonMaps are the maps of the CPython frame walker (cpython.h).
+func (o *Objects) PythonMaps() cpython.Maps {
+	return cpython.Maps{Procs: o.PyProcs, Stacks: o.PyStacks, Stats: o.PyStats}
+}

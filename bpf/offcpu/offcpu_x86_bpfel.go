@@ -19,12 +19,43 @@ type offcpuBlockKey struct {
 	UserStackId   int32
 	KernelStackId int32
 	StackBuf      uint32
+	PyStackId     uint64
 }
 
 type offcpuBlockValue struct {
 	_      structs.HostLayout
 	Ns     uint64
 	Blocks uint64
+}
+
+type offcpuPyConfig struct {
+	_                 structs.HostLayout
+	Runtime           uint64
+	Version           uint32
+	RuntimeInterpHead uint32
+	InterpTstateHead  uint32
+	ThreadNext        uint32
+	ThreadId          uint32
+	ThreadFrame       uint32
+	CframeCurrent     uint32
+	FrameCode         uint32
+	FrameBack         uint32
+	FrameInstr        uint32
+	FrameFlag         uint32
+	Pad               uint32
+}
+
+type offcpuPyStack struct {
+	_      structs.HostLayout
+	Len    uint32
+	Flags  uint32
+	Frames [64]struct {
+		_     structs.HostLayout
+		Code  uint64
+		Instr uint64
+		Flag  uint8
+		Pad   [7]uint8
+	}
 }
 
 type offcpuRate struct {
@@ -54,8 +85,9 @@ type offcpuStackEvent struct {
 		Fp uint64
 		Ra uint64
 	}
-	Kstack [127]uint64
-	Data   [36864]uint8
+	Kstack  [127]uint64
+	PyStack uint64
+	Data    [36864]uint8
 }
 
 type offcpuStart struct {
@@ -66,6 +98,7 @@ type offcpuStart struct {
 	KernelStackId int32
 	StackBuf      uint16
 	P16           uint16
+	PyStackId     uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -76,6 +109,11 @@ const (
 	offcpuMapCounts1         = "counts_1"
 	offcpuMapEvents          = "events"
 	offcpuMapOffcpuStart     = "offcpu_start"
+	offcpuMapPyProcs         = "py_procs"
+	offcpuMapPyScratch       = "py_scratch"
+	offcpuMapPyStacks        = "py_stacks"
+	offcpuMapPyStats         = "py_stats"
+	offcpuMapPyTstates       = "py_tstates"
 	offcpuMapRates           = "rates"
 	offcpuMapStacks0         = "stacks_0"
 	offcpuMapStacks1         = "stacks_1"
@@ -146,6 +184,11 @@ type offcpuMapSpecs struct {
 	Counts1       *ebpf.MapSpec `ebpf:"counts_1"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	OffcpuStart   *ebpf.MapSpec `ebpf:"offcpu_start"`
+	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
+	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
+	PyStacks      *ebpf.MapSpec `ebpf:"py_stacks"`
+	PyStats       *ebpf.MapSpec `ebpf:"py_stats"`
+	PyTstates     *ebpf.MapSpec `ebpf:"py_tstates"`
 	Rates         *ebpf.MapSpec `ebpf:"rates"`
 	Stacks0       *ebpf.MapSpec `ebpf:"stacks_0"`
 	Stacks1       *ebpf.MapSpec `ebpf:"stacks_1"`
@@ -190,6 +233,11 @@ type offcpuMaps struct {
 	Counts1       *ebpf.Map `ebpf:"counts_1"`
 	Events        *ebpf.Map `ebpf:"events"`
 	OffcpuStart   *ebpf.Map `ebpf:"offcpu_start"`
+	PyProcs       *ebpf.Map `ebpf:"py_procs"`
+	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
+	PyStacks      *ebpf.Map `ebpf:"py_stacks"`
+	PyStats       *ebpf.Map `ebpf:"py_stats"`
+	PyTstates     *ebpf.Map `ebpf:"py_tstates"`
 	Rates         *ebpf.Map `ebpf:"rates"`
 	Stacks0       *ebpf.Map `ebpf:"stacks_0"`
 	Stacks1       *ebpf.Map `ebpf:"stacks_1"`
@@ -204,6 +252,11 @@ func (m *offcpuMaps) Close() error {
 		m.Counts1,
 		m.Events,
 		m.OffcpuStart,
+		m.PyProcs,
+		m.PyScratch,
+		m.PyStacks,
+		m.PyStats,
+		m.PyTstates,
 		m.Rates,
 		m.Stacks0,
 		m.Stacks1,

@@ -20,6 +20,7 @@
 #include <bpf/bpf_core_read.h>
 #include "contprof.h"
 #include "ustack.h"
+#include "cpython.h"
 
 enum stat_index {
 	STAT_SAMPLES = 0,        // samples of target processes
@@ -34,6 +35,8 @@ struct sample_key {
 	__u32 pid;
 	__s32 user_stack_id;   // < 0: no user stack (see stats)
 	__s32 kernel_stack_id; // -EFAULT: sampled in user mode
+	__u32 pad;
+	__u64 py_stack_id;     // py_stacks key, 0: no Python stack (cpython.h)
 };
 
 PID_FILTER_BITMAP(65536);
@@ -56,6 +59,7 @@ static __always_inline void record(struct bpf_perf_event_data *ctx, __u32 tgid,
 	struct sample_key key = { .pid = tgid };
 	__u64 zero = 0;
 
+	key.py_stack_id = py_record(tgid, (__u32)bpf_get_current_pid_tgid());
 	key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
 	if (key.user_stack_id < 0)
 		stat_inc(STAT_USER_STACK_LOST);
@@ -91,6 +95,7 @@ int oncpu_sample(struct bpf_perf_event_data *ctx)
 		long kb = bpf_get_stack(ctx, ev->kstack, sizeof(ev->kstack), 0);
 		ev->klen = kb > 0 ? (__u64)kb / 8 : 0;
 		__u32 size = ustack_copy(ev);
+		ev->py_stack = py_record(tgid, ev->tid);
 		if (kb < 0 && kb != -EFAULT)
 			ev->flags |= USTACK_KERNEL_ERR;
 		if (size > sizeof(*ev))

@@ -6,6 +6,8 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/contprof/contprof/bpf/load"
+
+	"github.com/contprof/contprof/internal/profiler/cpython"
 )
 
 // SampleKey is the key of the counts maps: one (process, user stack, kernel
@@ -48,3 +50,8 @@ func Load(cfg Config) (*Objects, error) {
 
 // Program is the perf_event program to attach to CPU-clock events.
 func (o *Objects) Program() *ebpf.Program { return o.OncpuSample }
+
+// PythonMaps are the maps of the CPython frame walker (cpython.h).
+func (o *Objects) PythonMaps() cpython.Maps {
+	return cpython.Maps{Procs: o.PyProcs, Stacks: o.PyStacks, Stats: o.PyStats}
+}

@@ -13,11 +13,43 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type oncpuPyConfig struct {
+	_                 structs.HostLayout
+	Runtime           uint64
+	Version           uint32
+	RuntimeInterpHead uint32
+	InterpTstateHead  uint32
+	ThreadNext        uint32
+	ThreadId          uint32
+	ThreadFrame       uint32
+	CframeCurrent     uint32
+	FrameCode         uint32
+	FrameBack         uint32
+	FrameInstr        uint32
+	FrameFlag         uint32
+	Pad               uint32
+}
+
+type oncpuPyStack struct {
+	_      structs.HostLayout
+	Len    uint32
+	Flags  uint32
+	Frames [64]struct {
+		_     structs.HostLayout
+		Code  uint64
+		Instr uint64
+		Flag  uint8
+		Pad   [7]uint8
+	}
+}
+
 type oncpuSampleKey struct {
 	_             structs.HostLayout
 	Pid           uint32
 	UserStackId   int32
 	KernelStackId int32
+	Pad           uint32
+	PyStackId     uint64
 }
 
 type oncpuStackEvent struct {
@@ -39,8 +71,9 @@ type oncpuStackEvent struct {
 		Fp uint64
 		Ra uint64
 	}
-	Kstack [127]uint64
-	Data   [36864]uint8
+	Kstack  [127]uint64
+	PyStack uint64
+	Data    [36864]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -50,6 +83,11 @@ const (
 	oncpuMapCounts0       = "counts_0"
 	oncpuMapCounts1       = "counts_1"
 	oncpuMapEvents        = "events"
+	oncpuMapPyProcs       = "py_procs"
+	oncpuMapPyScratch     = "py_scratch"
+	oncpuMapPyStacks      = "py_stacks"
+	oncpuMapPyStats       = "py_stats"
+	oncpuMapPyTstates     = "py_tstates"
 	oncpuMapStacks0       = "stacks_0"
 	oncpuMapStacks1       = "stacks_1"
 	oncpuMapStats         = "stats"
@@ -114,6 +152,11 @@ type oncpuMapSpecs struct {
 	Counts0       *ebpf.MapSpec `ebpf:"counts_0"`
 	Counts1       *ebpf.MapSpec `ebpf:"counts_1"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
+	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
+	PyStacks      *ebpf.MapSpec `ebpf:"py_stacks"`
+	PyStats       *ebpf.MapSpec `ebpf:"py_stats"`
+	PyTstates     *ebpf.MapSpec `ebpf:"py_tstates"`
 	Stacks0       *ebpf.MapSpec `ebpf:"stacks_0"`
 	Stacks1       *ebpf.MapSpec `ebpf:"stacks_1"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -154,6 +197,11 @@ type oncpuMaps struct {
 	Counts0       *ebpf.Map `ebpf:"counts_0"`
 	Counts1       *ebpf.Map `ebpf:"counts_1"`
 	Events        *ebpf.Map `ebpf:"events"`
+	PyProcs       *ebpf.Map `ebpf:"py_procs"`
+	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
+	PyStacks      *ebpf.Map `ebpf:"py_stacks"`
+	PyStats       *ebpf.Map `ebpf:"py_stats"`
+	PyTstates     *ebpf.Map `ebpf:"py_tstates"`
 	Stacks0       *ebpf.Map `ebpf:"stacks_0"`
 	Stacks1       *ebpf.Map `ebpf:"stacks_1"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -166,6 +214,11 @@ func (m *oncpuMaps) Close() error {
 		m.Counts0,
 		m.Counts1,
 		m.Events,
+		m.PyProcs,
+		m.PyScratch,
+		m.PyStacks,
+		m.PyStats,
+		m.PyTstates,
 		m.Stacks0,
 		m.Stacks1,
 		m.Stats,

@@ -27,6 +27,8 @@ const (
 	FrameJVM    FrameType = "jvm"
 	FrameV8JS   FrameType = "v8js"
 	FrameDotnet FrameType = "dotnet"
+	// FrameCPython: a Python function, from the interpreter's frame chain.
+	FrameCPython FrameType = "cpython"
 )
 
 // Attribute keys used on locations and mappings.

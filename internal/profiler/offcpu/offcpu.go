@@ -20,6 +20,7 @@ import (
 
 	offcpubpf "github.com/contprof/contprof/bpf/offcpu"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/cpython"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/taskrun"
 )
@@ -173,6 +174,9 @@ func (p *Profiler) MinBlock() time.Duration { return p.k.minBlock }
 
 func (k *kernel) Filter() *ebpf.Map { return k.objs.TargetPids }
 
+// PythonMaps makes the runtime walk Python processes (stackprof.PythonKernel).
+func (k *kernel) PythonMaps() cpython.Maps { return k.objs.PythonMaps() }
+
 // stack is the stacks of a block: ids into stack map buf.
 func (k *kernel) stack(buf uint32, userID, kernelID int32) stackprof.Stack {
 	return stackprof.Stack{
@@ -202,7 +206,9 @@ func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
 	}
 	err = stackprof.Drain(k.buf.Counts[old], func(key *offcpubpf.BlockKey, v *offcpubpf.BlockValue) {
 		if c.Wants(key.Pid) {
-			c.Add(key.Pid, k.stack(key.StackBuf, key.UserStackId, key.KernelStackId), Block{v.Ns, v.Blocks})
+			st := k.stack(key.StackBuf, key.UserStackId, key.KernelStackId)
+			st.Python = c.PythonStack(key.Pid, key.PyStackId)
+			c.Add(key.Pid, st, Block{v.Ns, v.Blocks})
 		}
 	})
 	if err != nil {
@@ -228,7 +234,9 @@ func (k *kernel) Collect(c *stackprof.Collection[Block]) error {
 			if st.P16 != 0 { // recorded with probability P16/65536
 				b = Block{Nanoseconds: b.Nanoseconds * 65536 / uint64(st.P16), Blocks: 65536 / uint64(st.P16)}
 			}
-			c.AddFinal(k.stack(uint32(st.StackBuf), st.UserStackId, st.KernelStackId), b)
+			stack := k.stack(uint32(st.StackBuf), st.UserStackId, st.KernelStackId)
+			stack.Python = c.PythonStack(st.Pid, st.PyStackId)
+			c.AddFinal(stack, b)
 		}
 	})
 	if err != nil {

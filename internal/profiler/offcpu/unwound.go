@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	offcpubpf "github.com/contprof/contprof/bpf/offcpu"
+	"github.com/contprof/contprof/internal/profiler/cpython"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/unwind"
 )
@@ -42,6 +43,7 @@ type snapshot struct {
 	received time.Time
 	ev       *unwind.StackEvent // nil once unwound
 	st       stackprof.Stack
+	py       *cpython.RawStack // the Python stack, read at switch-out
 }
 
 func (k *kernel) startUnwinding(p *stackprof.Profiler[Block], maxFrames int) error {
@@ -62,7 +64,10 @@ func (uw *unwinding) handle(_ *stackprof.Unwinding, raw []byte) {
 			return
 		}
 		ev.User.Stack = append([]byte(nil), ev.User.Stack...) // raw is reused
-		s := &snapshot{pid: ev.PID, seq: ev.Seq, p16: ev.P16, received: time.Now(), ev: &ev}
+		// Read now (py_stacks is an LRU), before uw.mu: the runtime's
+		// lock is taken before uw.mu in collect.
+		py := uw.p.PythonStack(ev.PID, ev.PyStack)
+		s := &snapshot{pid: ev.PID, seq: ev.Seq, p16: ev.P16, received: time.Now(), ev: &ev, py: py}
 		uw.mu.Lock()
 		defer uw.mu.Unlock()
 		uw.dropLocked(ev.TID)
@@ -106,6 +111,7 @@ func (uw *unwinding) unwindLocked(s *snapshot) {
 	}
 	uw.pendingBytes -= len(s.ev.User.Stack)
 	s.st = uw.Stack(s.pid, s.ev)
+	s.st.Python = s.py
 	s.ev = nil
 }
 

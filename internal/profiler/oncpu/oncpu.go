@@ -19,6 +19,7 @@ import (
 
 	oncpubpf "github.com/contprof/contprof/bpf/oncpu"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/cpython"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/internal/profiler/taskrun"
@@ -189,6 +190,9 @@ func (k *kernel) attach(freq int) error {
 
 func (k *kernel) Filter() *ebpf.Map { return k.objs.TargetPids }
 
+// PythonMaps makes the runtime walk Python processes (stackprof.PythonKernel).
+func (k *kernel) PythonMaps() cpython.Maps { return k.objs.PythonMaps() }
+
 // Collect counts every sample since the previous collection: unwound in
 // user space from stack snapshots, or with FramePointersOnly the stack ids
 // bpf_get_stackid recorded.
@@ -210,6 +214,7 @@ func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
 			Kernel:     k.buf.Stack(old, key.KernelStackId),
 			UserLost:   key.UserStackId < 0,
 			KernelLost: key.KernelStackId < 0 && key.KernelStackId != -int32(syscall.EFAULT),
+			Python:     c.PythonStack(key.Pid, key.PyStackId),
 		}, Count(*n))
 	})
 	// Empty the stack map, including stacks whose count was dropped.

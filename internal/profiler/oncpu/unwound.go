@@ -33,5 +33,7 @@ func (uw *unwinding) handle(u *stackprof.Unwinding, raw []byte) {
 	if err != nil || !uw.p.Wants(ev.PID) {
 		return
 	}
-	uw.pending.Add(ev.PID, u.Stack(ev.PID, &ev), 1)
+	st := u.Stack(ev.PID, &ev)
+	st.Python = uw.p.PythonStack(ev.PID, ev.PyStack) // now: py_stacks is an LRU
+	uw.pending.Add(ev.PID, st, 1)
 }

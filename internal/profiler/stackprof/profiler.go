@@ -13,6 +13,7 @@ import (
 
 	"github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/cpython"
 )
 
 // Value is what a source counts per stack: samples on-CPU, time and blocks
@@ -39,6 +40,13 @@ type Kernel[V Value[V]] interface {
 	Forget(tgid uint32)
 	// Close detaches and unloads the programs.
 	Close() error
+}
+
+// PythonKernel is a Kernel whose programs walk CPython frames
+// (bpf/headers/cpython.h): the runtime configures the walker for every
+// Python process that enters the filter.
+type PythonKernel interface {
+	PythonMaps() cpython.Maps
 }
 
 // Config describes an event source to the runtime.
@@ -68,13 +76,18 @@ type Profiler[V Value[V]] struct {
 	mu     sync.Mutex
 	k      Kernel[V]
 	subs   map[uint32][]*Subscription[V]
+	py     *cpython.Registry // nil: the source does not walk Python
 	closed bool
 }
 
 // New wraps a loaded kernel side; nothing is recorded until a process is
 // added. s is the Setup the kernel side was loaded with.
 func New[V Value[V]](cfg Config, s Setup, k Kernel[V]) *Profiler[V] {
-	return &Profiler[V]{cfg: cfg, pidMax: s.PIDMax, filter: pidFilter{k.Filter()}, k: k, subs: map[uint32][]*Subscription[V]{}}
+	p := &Profiler[V]{cfg: cfg, pidMax: s.PIDMax, filter: pidFilter{k.Filter()}, k: k, subs: map[uint32][]*Subscription[V]{}}
+	if pk, ok := k.(PythonKernel); ok {
+		p.py = cpython.NewRegistry(pk.PythonMaps())
+	}
+	return p
 }
 
 // Add starts recording process pid (as seen in this process's /proc) for a
@@ -100,6 +113,9 @@ func (p *Profiler[V]) Add(pid int) (*Subscription[V], error) {
 		}
 		if err := p.filter.set(key, true); err != nil {
 			return nil, fmt.Errorf("%s: add pid %d to the filter: %w", name, pid, err)
+		}
+		if p.py != nil {
+			p.py.Add(pid, key)
 		}
 		p.k.Added(key)
 	}
@@ -174,8 +190,12 @@ func (p *Profiler[V]) Close() error {
 		}
 	}
 	p.subs = nil
+	var err error
+	if p.py != nil {
+		err = p.py.Close()
+	}
 	p.mu.Unlock()
-	return p.k.Close()
+	return errors.Join(err, p.k.Close())
 }
 
 func (p *Profiler[V]) remove(sub *Subscription[V]) error {
@@ -203,6 +223,9 @@ func (p *Profiler[V]) remove(sub *Subscription[V]) error {
 	var err error
 	if e := p.filter.set(sub.pid, false); e != nil {
 		err = fmt.Errorf("%s: remove pid %d from the filter: %w", p.cfg.Name, sub.pid, e)
+	}
+	if p.py != nil {
+		err = errors.Join(err, p.py.Remove(sub.pid))
 	}
 	p.k.Forget(sub.pid)
 	return err
@@ -236,10 +259,38 @@ type Final struct {
 // (stack map full, a hash collision); the sample still counts. Truncated
 // is set when the user stack was cut (frame limit, end of a stack copy)
 // before its outermost frame.
+//
+// Python is the interpreter's stack of the sample (Python processes), nil
+// if none: see PythonStack.
 type Stack struct {
 	User, Kernel         []uint64
 	UserLost, KernelLost bool
 	Truncated            bool
+	Python               *cpython.RawStack
+}
+
+// PythonStack reads Python stack id of process pid from the source's
+// py_stacks map (an LRU: read it when the sample is collected); nil when
+// there is none.
+func (c *Collection[V]) PythonStack(pid uint32, id uint64) *cpython.RawStack {
+	if c.p.py == nil {
+		return nil
+	}
+	return c.p.py.Stack(pid, id)
+}
+
+// PythonStack is Collection.PythonStack for sources that receive samples
+// outside Collect (a ring buffer reader).
+func (p *Profiler[V]) PythonStack(pid uint32, id uint64) *cpython.RawStack {
+	if id == 0 || p.py == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	return p.py.Stack(pid, id)
 }
 
 // Wants reports whether process pid has a subscriber.
@@ -284,7 +335,7 @@ func (st *Stack) Key() string {
 	if st.Truncated {
 		b = append(b, 'T')
 	}
-	return string(b)
+	return string(cpython.AppendKey(b, st.Python))
 }
 
 // collectLocked runs the source's Collect for sub's drain.

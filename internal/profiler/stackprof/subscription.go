@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/cpython"
 )
 
 // Subscription is one task's view of a profiler: what one process did
@@ -32,7 +33,9 @@ type RawSample[V any] struct {
 	// Truncated is set when the user stack was cut (frame limit or the
 	// end of the stack copy) before its outermost frame.
 	Truncated bool
-	Value     V
+	// Python is the interpreter's stack (Python processes), nil if none.
+	Python *cpython.RawStack
+	Value  V
 }
 
 // Batch is what a Subscription gathered during one interval, biggest
@@ -42,7 +45,11 @@ type Batch[V Value[V]] struct {
 	Start, End time.Time
 	Kind       profiles.Kind
 	Samples    []RawSample[V]
+	// PythonNote says which interpreter's frames were walked, or why
+	// Python frames are not shown (empty for other processes).
+	PythonNote string
 	trim       func([]profiles.Frame) []profiles.Frame
+	python     *cpython.Process // nil: no Python frames
 }
 
 // PID is the process this subscription records.
@@ -53,7 +60,7 @@ func (sub *Subscription[V]) addLocked(key string, st Stack, v V) {
 		rs.Value = rs.Value.Add(v)
 		return
 	}
-	sub.acc[key] = &RawSample[V]{User: st.User, Kernel: st.Kernel, UserLost: st.UserLost, KernelLost: st.KernelLost, Truncated: st.Truncated, Value: v}
+	sub.acc[key] = &RawSample[V]{User: st.User, Kernel: st.Kernel, UserLost: st.UserLost, KernelLost: st.KernelLost, Truncated: st.Truncated, Python: st.Python, Value: v}
 }
 
 // Drain returns what was gathered since the previous Drain (or since Add)
@@ -84,6 +91,9 @@ func (sub *Subscription[V]) drain(final bool) (*Batch[V], error) {
 	err := p.collectLocked(f)
 	now := time.Now()
 	b := &Batch[V]{PID: int(sub.pid), Start: sub.start, End: now, Kind: p.cfg.Kind, trim: p.cfg.Trim}
+	if p.py != nil {
+		b.python, b.PythonNote = p.py.Process(sub.pid)
+	}
 	b.Samples = make([]RawSample[V], 0, len(sub.acc))
 	for _, rs := range sub.acc {
 		b.Samples = append(b.Samples, *rs)
@@ -130,14 +140,17 @@ func (b *Batch[V]) Profile(sym Symbolizer, resource, attrs map[string]any) *prof
 		Start:      b.Start,
 		End:        b.End,
 		Resource:   resource,
-		Attributes: attrs,
+		Attributes: cpython.NoteAttributes(attrs, b.PythonNote),
 		Samples:    make([]profiles.Sample, 0, len(b.Samples)),
 	}
+	py := cpython.NewSymbolizer(b.python)
 	for _, rs := range b.Samples {
 		frames := sym.Stack(b.PID, rs.User, rs.Kernel)
 		if b.trim != nil {
 			frames = b.trim(frames)
 		}
+		// Python frames replace the interpreter loop's native frames.
+		frames = py.Merge(frames, rs.Python)
 		if rs.KernelLost {
 			frames = append([]profiles.Frame{{Function: "[lost kernel stack]", Type: profiles.FrameKernel}}, frames...)
 		}

@@ -12,7 +12,7 @@ const (
 	EventStack = 1
 	EventBlock = 2
 
-	stackEventHeader = 1592
+	stackEventHeader = 1600
 	chainLinks       = 32
 	kernelDepth      = 127
 	blockEventSize   = 40
@@ -36,6 +36,9 @@ type StackEvent struct {
 	// NoUser is set for kernel threads: no user stack.
 	NoUser bool
 	User   Snapshot
+	// PyStack names the sample's Python stack in py_stacks (cpython.h);
+	// 0: none.
+	PyStack uint64
 }
 
 // BlockEvent is a decoded block_event: the off-CPU time of the snapshot
@@ -62,7 +65,7 @@ func DecodeStackEvent(raw []byte) (StackEvent, error) {
 	if len(raw) < stackEventHeader || le.Uint32(raw) != EventStack {
 		return StackEvent{}, fmt.Errorf("stack event: %d bytes, kind %d", len(raw), EventKind(raw))
 	}
-	ev := StackEvent{PID: le.Uint32(raw[4:]), TID: le.Uint32(raw[8:]), Seq: le.Uint64(raw[16:]), P16: le.Uint32(raw[24:])}
+	ev := StackEvent{PID: le.Uint32(raw[4:]), TID: le.Uint32(raw[8:]), Seq: le.Uint64(raw[16:]), P16: le.Uint32(raw[24:]), PyStack: le.Uint64(raw[1592:])}
 	flags := le.Uint32(raw[12:])
 	ev.KernelErr, ev.NoUser = flags&flagKernelErr != 0, flags&flagNoUser != 0
 	klen := int(le.Uint32(raw[28:]))
