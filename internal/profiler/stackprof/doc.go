@@ -19,13 +19,18 @@
 //
 // # Where a stack comes from and becomes frames (the unwinder seam)
 //
-// A sample's stacks are produced in the source's Collect, which builds a
-// Stack (addresses, leaf first) for each count. Today both sources read
-// stack ids recorded by bpf_get_stackid through Buffers.Stack; an unwinder
-// that produces user stacks differently (in-kernel DWARF/frame tables, a
-// copy of the user stack unwound here) builds Stack.User itself and passes
-// it to Collection.Add: nothing else changes. Stacks become frames in
-// Batch.Profile through the Symbolizer interface (today
-// *symbolize.Symbolizer: ELF symbols, kallsyms); interpreters and JITs hook
-// in there, per process, with the PID and the raw addresses.
+// A sample's stacks are produced by the source as a Stack (addresses, leaf
+// first) and handed to Collection.Add in the source's Collect. Two paths
+// exist today. With frame pointers only, the kernel records stack ids
+// (bpf_get_stackid) that Collect reads through Buffers.Stack. By default,
+// the programs send a snapshot of the user registers and stack (ustack.h)
+// to a ring buffer; an Unwinding reads it on its own goroutine, unwinds it
+// in user space with the binaries' call frame information
+// (internal/profiler/unwind) into Unwinding.Stack, and the source keeps
+// the result in a Pending until Collect flushes it. Another unwinder
+// (in-kernel tables, an interpreter's frame walk) builds Stack.User its own
+// way and joins at the same Add. Stacks become frames in Batch.Profile
+// through the Symbolizer interface (today *symbolize.Symbolizer: ELF
+// symbols, perf maps, kallsyms); interpreter and JIT frames hook in there,
+// per process, with the PID and the raw addresses.
 package stackprof
