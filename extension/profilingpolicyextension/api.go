@@ -180,14 +180,22 @@ type processView struct {
 	control.ProcessStatus
 	Tasks       int       `json:"tasks_48h"`
 	LastTrigger time.Time `json:"last_trigger,omitzero"`
+	// Lookback is the process's lookback record, when a policy with a
+	// lookback selects it.
+	Lookback *control.LookbackCoverage `json:"lookback,omitempty"`
 }
 
 func (e *profilingPolicy) getProcesses(w http.ResponseWriter, _ *http.Request) {
 	procs, _ := e.processes()
+	coverage := e.lookbackCoverage()
 	out := make([]processView, 0, len(procs))
 	for _, p := range procs {
 		n, last := e.tasks.ProcessStats(p.Key())
-		out = append(out, processView{ProcessStatus: p, Tasks: n, LastTrigger: last})
+		v := processView{ProcessStatus: p, Tasks: n, LastTrigger: last}
+		if c, ok := coverage[p.PID]; ok {
+			v.Lookback = &c
+		}
+		out = append(out, v)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Tasks != out[j].Tasks {

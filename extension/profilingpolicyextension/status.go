@@ -53,3 +53,19 @@ func (e *profilingPolicy) trackReporter(x dispatch.Executor) (untrack func()) {
 		e.reporters = slices.DeleteFunc(e.reporters, func(x *reporterEntry) bool { return x == entry })
 	}
 }
+
+// lookbackCoverage is what the executors' lookback records hold, by PID.
+func (e *profilingPolicy) lookbackCoverage() map[int]control.LookbackCoverage {
+	e.reportersMu.Lock()
+	reporters := slices.Clone(e.reporters)
+	e.reportersMu.Unlock()
+	out := map[int]control.LookbackCoverage{}
+	for _, r := range reporters {
+		if lr, ok := r.r.(control.LookbackReporter); ok {
+			for _, c := range lr.LookbackCoverage() {
+				out[c.PID] = c
+			}
+		}
+	}
+	return out
+}

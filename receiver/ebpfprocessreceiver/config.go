@@ -76,6 +76,21 @@ type ProfilingConfig struct {
 	// ReportInterval is how often a running task emits a profile; a final
 	// one is emitted at its end.
 	ReportInterval time.Duration `mapstructure:"report_interval"`
+	// Lookback configures the always-on record of the processes policies
+	// with a lookback select.
+	Lookback LookbackConfig `mapstructure:"lookback"`
+}
+
+// LookbackConfig configures the lookback record: a low-rate on-CPU
+// sampling of the processes some policy with a lookback selects, kept for
+// that long so that a task's first report holds the seconds before its
+// trigger.
+type LookbackConfig struct {
+	// Frequency is the sampling frequency in Hz (per CPU).
+	Frequency int `mapstructure:"frequency"`
+	// MaxMemory bounds, in bytes, the samples all processes' records hold
+	// together; past it the oldest samples of the largest record go first.
+	MaxMemory int64 `mapstructure:"max_memory"`
 }
 
 // OnCPUConfig configures on-CPU sampling.
@@ -109,6 +124,7 @@ func createDefaultConfig() component.Config {
 			OnCPU:          OnCPUConfig{Frequency: 99},
 			OffCPU:         OffCPUConfig{MinBlock: 10 * time.Microsecond},
 			ReportInterval: 10 * time.Second,
+			Lookback:       LookbackConfig{Frequency: 19, MaxMemory: 16 << 20},
 		},
 		HTTP: HTTPConfig{Monitor: HTTPMonitorAuto, MaxPathsPerProcess: 100},
 	}
@@ -135,6 +151,12 @@ func (cfg *Config) Validate() error {
 	}
 	if d := cfg.Profiling.ReportInterval; d < time.Second || d > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("profiling.report_interval: %v is out of range [1s, 10m]", d))
+	}
+	if f := cfg.Profiling.Lookback.Frequency; f < 1 || f > 1000 {
+		errs = append(errs, fmt.Errorf("profiling.lookback.frequency: %d Hz is out of range [1, 1000]", f))
+	}
+	if m := cfg.Profiling.Lookback.MaxMemory; m < 64<<10 || m > 4<<30 {
+		errs = append(errs, fmt.Errorf("profiling.lookback.max_memory: %d bytes is out of range [64 KiB, 4 GiB]", m))
 	}
 	switch cfg.HTTP.Monitor {
 	case HTTPMonitorAuto, HTTPMonitorAlways, HTTPMonitorNever:

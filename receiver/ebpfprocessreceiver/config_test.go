@@ -25,7 +25,8 @@ func TestLoadConfig(t *testing.T) {
 	custom.Exclude = ProcessFilter{PIDs: []int{1}}
 	custom.Scope = ScopePolicyTargets
 	custom.PolicyExtension = component.MustNewIDWithName("profilingpolicy", "prod")
-	custom.Profiling = ProfilingConfig{OnCPU: OnCPUConfig{Frequency: 49}, OffCPU: OffCPUConfig{MinBlock: time.Millisecond}, ReportInterval: 30 * time.Second}
+	custom.Profiling = ProfilingConfig{OnCPU: OnCPUConfig{Frequency: 49}, OffCPU: OffCPUConfig{MinBlock: time.Millisecond}, ReportInterval: 30 * time.Second,
+		Lookback: LookbackConfig{Frequency: 29, MaxMemory: 1 << 20}}
 	custom.HTTP = HTTPConfig{Monitor: HTTPMonitorNever, MaxPathsPerProcess: 20}
 	// Through Unmarshal, as the collector sets it (it records that the
 	// user chose).
@@ -50,6 +51,8 @@ func TestLoadConfig(t *testing.T) {
 				"profiling.on_cpu.frequency: 5000 is out of range",
 				"profiling.off_cpu.min_block: 2s is out of range",
 				"profiling.report_interval: 100ms is out of range",
+				"profiling.lookback.frequency: 0 Hz is out of range [1, 1000]",
+				"profiling.lookback.max_memory: 1024 bytes is out of range [64 KiB, 4 GiB]",
 				`http.monitor: "sometimes" is not one of`,
 				"http.max_paths_per_process: 0 is out of range",
 			},

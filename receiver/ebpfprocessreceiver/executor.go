@@ -187,15 +187,18 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 	if err != nil {
 		return nil, privilege.Explain(err)
 	}
+	// Taken now, before the record moves on: the samples from
+	// [trigger - lookback, now).
+	pre := e.prelude(t, proc.PID, time.Now())
 	// Only a task's process is prepared for its JIT runtime (a JVM is
 	// attached to), never a process that is just monitored.
 	js := e.jit.Start(proc.PID)
 	return func(ctx context.Context) error {
 		defer js.Close()
-		return run.Run(ctx, func(p *profiles.Profile) {
+		return run.Run(ctx, applyPrelude(pre, func(p *profiles.Profile) {
 			js.Annotate(p)
 			e.emit(t, p, sink)
-		})
+		}))
 	}, nil
 }
 

@@ -49,9 +49,12 @@ type ebpfReceiver struct {
 	// tasks.
 	http      *httpMonitor
 	exchanges exchangeHub
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	stops     []func()
+	// lookback records the processes policies with a lookback select (nil
+	// without a profiles pipeline or extension).
+	lookback *lookbackSync
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stops    []func()
 }
 
 func newReceiver(set receiver.Settings, cfg *Config) (*ebpfReceiver, error) {
@@ -84,12 +87,24 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	}}
 	// Unloaded last, once the scraper and the tasks are done with it.
 	r.stops = append(r.stops, r.http.close)
+	if ctrl != nil && r.profiles != nil && r.metrics != nil {
+		// Fed by the scraper; stopped after the executor, whose tasks
+		// read it.
+		lb, err := newLookbackSync(r.cfg.Profiling.Lookback, r.logger)
+		if err != nil {
+			cancel()
+			return err
+		}
+		r.lookback = lb
+		r.stops = append(r.stops, lb.close)
+	}
 	if r.metrics != nil {
 		s, err := newScraper(r.cfg, r.set, ctrl, r.http)
 		if err != nil {
 			cancel()
 			return err
 		}
+		s.lookback = r.lookback
 		r.stops = append(r.stops, s.close)
 		r.wg.Add(1)
 		go func() {

@@ -41,9 +41,11 @@ type scraper struct {
 	// the HTTP monitor is loaded by what it asks for.
 	allPolicies func() *policy.Set
 	http        *httpMonitor
-	telemetry   *metadata.TelemetryBuilder
-	pids        []int
-	lastTS      pcommon.Timestamp
+	// lookback, if set, selects the processes to record from each scan.
+	lookback  *lookbackSync
+	telemetry *metadata.TelemetryBuilder
+	pids      []int
+	lastTS    pcommon.Timestamp
 }
 
 func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, http *httpMonitor) (*scraper, error) {
@@ -93,7 +95,7 @@ func procFilter(f ProcessFilter) procfs.Filter {
 	return pf
 }
 
-func (s *scraper) scrape(_ context.Context, now time.Time) (pmetric.Metrics, error) {
+func (s *scraper) scrape(ctx context.Context, now time.Time) (pmetric.Metrics, error) {
 	snap, err := s.scanner.Scan(now)
 	if err != nil {
 		return pmetric.NewMetrics(), err
@@ -137,6 +139,9 @@ func (s *scraper) scrape(_ context.Context, now time.Time) (pmetric.Metrics, err
 	var all *policy.Set
 	if s.allPolicies != nil {
 		all = s.allPolicies()
+	}
+	if s.lookback != nil {
+		s.lookback.sync(ctx, &snap, all, s.telemetry)
 	}
 	slices.Sort(s.pids)
 	byPID := s.http.sync(now, all, s.pids)

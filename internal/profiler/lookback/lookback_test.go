@@ -5,9 +5,9 @@ package lookback
 import (
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
-	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -170,7 +170,6 @@ func cpuSeconds(t testing.TB, pid int) float64 {
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
 }
-
 
 // cpuAt is a reading of a process's CPU time.
 type cpuAt struct {

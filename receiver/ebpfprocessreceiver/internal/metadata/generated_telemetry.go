@@ -23,12 +23,15 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                metric.Meter
-	mu                                   sync.Mutex
-	registrations                        []metric.Registration
-	ReceiverEbpfprocessHTTPExchanges     metric.Int64Counter
-	ReceiverEbpfprocessHTTPExchangesLost metric.Int64Counter
-	ReceiverEbpfprocessHTTPUnmatched     metric.Int64Counter
+	meter                                     metric.Meter
+	mu                                        sync.Mutex
+	registrations                             []metric.Registration
+	ReceiverEbpfprocessHTTPExchanges          metric.Int64Counter
+	ReceiverEbpfprocessHTTPExchangesLost      metric.Int64Counter
+	ReceiverEbpfprocessHTTPUnmatched          metric.Int64Counter
+	ReceiverEbpfprocessLookbackDroppedSamples metric.Int64Counter
+	ReceiverEbpfprocessLookbackMemory         metric.Int64Gauge
+	ReceiverEbpfprocessLookbackProcesses      metric.Int64Gauge
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -76,6 +79,24 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_ebpfprocess_http_unmatched",
 		metric.WithDescription("Number of HTTP requests without a response, or responses without a request (pipelining, connections older than monitoring). [Development]"),
 		metric.WithUnit("{message}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverEbpfprocessLookbackDroppedSamples, err = builder.meter.Int64Counter(
+		"otelcol_receiver_ebpfprocess_lookback_dropped_samples",
+		metric.WithDescription("Number of lookback samples evicted before their time because the records reached profiling.lookback.max_memory. [Development]"),
+		metric.WithUnit("{sample}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverEbpfprocessLookbackMemory, err = builder.meter.Int64Gauge(
+		"otelcol_receiver_ebpfprocess_lookback_memory",
+		metric.WithDescription("Bytes the lookback records of all selected processes hold (bounded by profiling.lookback.max_memory). [Development]"),
+		metric.WithUnit("By"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverEbpfprocessLookbackProcesses, err = builder.meter.Int64Gauge(
+		"otelcol_receiver_ebpfprocess_lookback_processes",
+		metric.WithDescription("Number of processes a policy with a lookback selects, recorded all the time at profiling.lookback.frequency. [Development]"),
+		metric.WithUnit("{process}"),
 	)
 	errs = errors.Join(errs, err)
 	return &builder, errs

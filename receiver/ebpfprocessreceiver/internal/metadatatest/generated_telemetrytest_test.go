@@ -22,6 +22,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverEbpfprocessHTTPExchanges.Add(context.Background(), 1)
 	tb.ReceiverEbpfprocessHTTPExchangesLost.Add(context.Background(), 1)
 	tb.ReceiverEbpfprocessHTTPUnmatched.Add(context.Background(), 1)
+	tb.ReceiverEbpfprocessLookbackDroppedSamples.Add(context.Background(), 1)
+	tb.ReceiverEbpfprocessLookbackMemory.Record(context.Background(), 1)
+	tb.ReceiverEbpfprocessLookbackProcesses.Record(context.Background(), 1)
 	AssertEqualReceiverEbpfprocessHTTPExchanges(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -29,6 +32,15 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverEbpfprocessHTTPUnmatched(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverEbpfprocessLookbackDroppedSamples(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverEbpfprocessLookbackMemory(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverEbpfprocessLookbackProcesses(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 

@@ -1,0 +1,139 @@
+//go:build linux
+
+package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebpfprocessreceiver"
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/lookback"
+	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
+)
+
+var _ control.LookbackReporter = (*executor)(nil)
+
+// lookbackSync keeps the lookback record in step with the policies: every
+// scrape it selects, from the scanned processes and their attributes, those
+// some on_cpu policy with a lookback selects (the longest lookback wins)
+// and hands that to the recorder, which starts and stops sampling them.
+type lookbackSync struct {
+	rec    *lookback.Recorder
+	logger *zap.Logger
+
+	// cache holds each process identity's lookback for one policy set;
+	// next replaces it every scrape (forgetting processes that are gone).
+	set         *policy.Set
+	cache, next map[*procfs.Info]time.Duration
+	sel         lookback.Selection
+	dropped     uint64
+}
+
+func newLookbackSync(cfg LookbackConfig, logger *zap.Logger) (*lookbackSync, error) {
+	rec, err := lookback.New(lookback.Options{Frequency: cfg.Frequency, MaxMemory: cfg.MaxMemory})
+	if err != nil {
+		return nil, err
+	}
+	return &lookbackSync{rec: rec, logger: logger, cache: map[*procfs.Info]time.Duration{}, next: map[*procfs.Info]time.Duration{}}, nil
+}
+
+// sync selects from one scrape's processes.
+func (l *lookbackSync) sync(ctx context.Context, snap *procfs.Snapshot, set *policy.Set, tb *metadata.TelemetryBuilder) {
+	if set != l.set {
+		l.set = set
+		clear(l.cache)
+	}
+	sel := lookback.Selection{}
+	for i := range snap.Samples {
+		in := snap.Samples[i].Info
+		d, ok := l.cache[in]
+		if !ok {
+			d = selectedLookback(set, in)
+		}
+		l.next[in] = d
+		if d > 0 {
+			sel[int(in.PID)] = lookback.Selected{Lookback: d, Start: in.StartTime}
+		}
+	}
+	l.cache, l.next = l.next, l.cache
+	clear(l.next)
+	if err := l.rec.Sync(sel); err != nil {
+		l.logger.Warn("Lookback record not started for some processes", zap.Error(err))
+	}
+	l.sel = sel
+	if tb != nil {
+		st := l.rec.Stats()
+		tb.ReceiverEbpfprocessLookbackMemory.Record(ctx, st.Bytes)
+		tb.ReceiverEbpfprocessLookbackProcesses.Record(ctx, int64(st.Processes))
+		if d := st.Dropped - l.dropped; d > 0 {
+			tb.ReceiverEbpfprocessLookbackDroppedSamples.Add(ctx, int64(d))
+		}
+		l.dropped = st.Dropped
+	}
+}
+
+// selectedLookback is the longest lookback of the on_cpu policies whose
+// selector matches the process (0: none).
+func selectedLookback(set *policy.Set, in *procfs.Info) time.Duration {
+	var d time.Duration
+	if set == nil {
+		return 0
+	}
+	for i := range set.Policies {
+		p := &set.Policies[i]
+		if p.Target == policy.TargetOnCPU && p.Lookback > d && p.Selector.Matches(in.Attr) {
+			d = p.Lookback
+		}
+	}
+	return d
+}
+
+func (l *lookbackSync) close() { _ = l.rec.Close() }
+
+// prelude is the record of a task's process before its trigger, or nil:
+// for on_cpu tasks of a policy with a lookback that has a trigger time.
+func (e *executor) prelude(t control.Task, pid int, started time.Time) *lookback.Prelude {
+	l := e.r.lookback
+	if l == nil || t.Target != policy.TargetOnCPU || len(t.Causes) == 0 || e.r.ctrl == nil {
+		return nil
+	}
+	p := e.r.ctrl.Policies().Lookup(t.Policy)
+	if p == nil || p.Lookback <= 0 {
+		return nil
+	}
+	return l.rec.Prelude(pid, t.Causes[0].At, p.Lookback, started, e.r.cfg.Profiling.OnCPU.Frequency, e.sym)
+}
+
+// applyPrelude returns emit that puts pre (if any) into the first report.
+func applyPrelude(pre *lookback.Prelude, emit func(*profiles.Profile)) func(*profiles.Profile) {
+	if pre == nil {
+		return emit
+	}
+	first := true
+	return func(p *profiles.Profile) {
+		if first {
+			pre.Apply(p)
+			first = false
+		}
+		emit(p)
+	}
+}
+
+// LookbackCoverage is what the lookback record holds per process.
+func (e *executor) LookbackCoverage() []control.LookbackCoverage {
+	l := e.r.lookback
+	if l == nil {
+		return nil
+	}
+	cs := l.rec.Coverage()
+	out := make([]control.LookbackCoverage, len(cs))
+	for i, c := range cs {
+		out[i] = control.LookbackCoverage(c)
+	}
+	return out
+}
