@@ -112,8 +112,8 @@ func (h *httpMonitor) sync(now time.Time, set *policy.Set, pids []int) map[int]*
 // load only costs the task its HTTP exchanges (logged, reported).
 func (h *httpMonitor) acquire(pids []int) (release func()) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.cfg.Monitor == HTTPMonitorNever {
+		h.mu.Unlock()
 		return func() {}
 	}
 	if h.taskPIDs == nil {
@@ -122,8 +122,20 @@ func (h *httpMonitor) acquire(pids []int) (release func()) {
 	for _, p := range pids {
 		h.taskPIDs[p]++
 	}
-	// A task retries a load that failed recently: it asks once.
-	h.lastErr = time.Time{}
+	load := h.mon == nil
+	h.mu.Unlock()
+	// Loading takes a while: not under the lock the scraper's loop takes
+	// every second. A task tries even if a load failed recently.
+	var m *httpmon.Monitor
+	var err error
+	if load {
+		m, err = h.open()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if load {
+		h.installLocked(time.Now(), m, err)
+	}
 	h.updateLocked(time.Now())
 	var once sync.Once
 	return func() {
@@ -140,6 +152,30 @@ func (h *httpMonitor) acquire(pids []int) (release func()) {
 	}
 }
 
+func (h *httpMonitor) open() (*httpmon.Monitor, error) {
+	return httpmon.Open(httpmon.Options{MaxPathsPerProcess: h.cfg.MaxPathsPerProcess})
+}
+
+// installLocked makes m, just opened, the monitor (closing it if another
+// was installed meanwhile), or reports why it could not be opened.
+func (h *httpMonitor) installLocked(now time.Time, m *httpmon.Monitor, err error) {
+	switch {
+	case err != nil:
+		h.lastErr = now
+		err = fmt.Errorf("http monitoring is off: %w", err)
+		h.logger.Warn("HTTP monitor not loaded", zap.Error(err))
+		h.reportErr(err)
+	case h.mon != nil:
+		_ = m.Close()
+	default:
+		h.mon, h.pids, h.lastStats = m, nil, httpmon.Stats{}
+		if h.hub != nil {
+			m.SetObserver(h.hub.publish)
+		}
+		h.logger.Info("HTTP monitor loaded", zap.String("attachment", m.Attachment()), zap.Strings("notes", m.Notes()))
+	}
+}
+
 // updateLocked loads, points or unloads the monitor for what the scraper
 // and the tasks want; it reports whether the monitor is loaded.
 func (h *httpMonitor) updateLocked(now time.Time) bool {
@@ -151,19 +187,10 @@ func (h *httpMonitor) updateLocked(now time.Time) bool {
 		if now.Sub(h.lastErr) < openRetry {
 			return false
 		}
-		m, err := httpmon.Open(httpmon.Options{MaxPathsPerProcess: h.cfg.MaxPathsPerProcess})
-		if err != nil {
-			h.lastErr = now
-			err = fmt.Errorf("http monitoring is off: %w", err)
-			h.logger.Warn("HTTP monitor not loaded", zap.Error(err))
-			h.reportErr(err)
+		m, err := h.open()
+		if h.installLocked(now, m, err); h.mon == nil {
 			return false
 		}
-		h.mon, h.pids, h.lastStats = m, nil, httpmon.Stats{}
-		if h.hub != nil {
-			m.SetObserver(h.hub.publish)
-		}
-		h.logger.Info("HTTP monitor loaded", zap.String("attachment", m.Attachment()), zap.Strings("notes", m.Notes()))
 	}
 	want := append([]int(nil), h.scraped...)
 	for p := range h.taskPIDs {
