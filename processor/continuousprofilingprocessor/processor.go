@@ -24,12 +24,9 @@ import (
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
 
-// Semantic-convention names read by the processor.
+// Attribute names read by the processor (the metric names are in
+// metricSources).
 const (
-	metricCPU     = "process.cpu.utilization"
-	metricThreads = "process.thread.count"
-	metricLoad    = "system.cpu.load_average.1m"
-	metricHTTPDur = "http.server.request.duration"
 	// attrTaskID marks data a profiling task emitted (trigger context).
 	attrTaskID     = "contprof.task.id"
 	attrHost       = "host.name"
@@ -328,29 +325,35 @@ func (p *cpProcessor) ingestResource(rm pmetric.ResourceMetrics, now time.Time) 
 		}
 	}
 	sms := rm.ScopeMetrics()
+	util := false
+	if proc != nil {
+		util = hasCPUUtil(sms)
+	}
 	for i := 0; i < sms.Len(); i++ {
 		ms := sms.At(i).Metrics()
 		for j := 0; j < ms.Len(); j++ {
 			m := ms.At(j)
-			if isProcess && proc == nil {
-				switch m.Name() {
-				case metricCPU, metricThreads, metricHTTPDur:
-					p.eng.Drop(pointCount(m)) // max_processes reached
-					continue
-				}
+			kind := metricSources[m.Name()]
+			if isProcess && proc == nil && kind.perProcess() {
+				p.eng.Drop(pointCount(m)) // max_processes reached
+				continue
 			}
-			switch m.Name() {
-			case metricLoad:
+			switch kind {
+			case kindLoad:
 				p.ingestLoad(hostName, m, now)
-			case metricCPU:
+			case kindCPUUtil:
 				if proc != nil {
 					p.ingestCPU(proc, m)
 				}
-			case metricThreads:
+			case kindCPUTime:
+				if proc != nil && !util {
+					p.ingestCPUTime(proc, m)
+				}
+			case kindThreads:
 				if proc != nil {
 					p.ingestThreads(proc, m)
 				}
-			case metricHTTPDur:
+			case kindHTTP:
 				if proc != nil {
 					p.ingestHTTP(proc, m)
 				}

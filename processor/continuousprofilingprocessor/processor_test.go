@@ -518,7 +518,7 @@ func TestWallClockCompletesSeconds(t *testing.T) {
 		cpuPoints(checkout.resource(md), base+off, map[string]float64{"user": 0.9})
 		h.consume(md)
 		md = pmetric.NewMetrics()
-		gauge(checkout.resource(md), metricThreads, base+off, 3, nil)
+		gauge(checkout.resource(md), "process.thread.count", base+off, 3, nil)
 		h.consume(md)
 	}
 	if n := len(h.ctrl.requests()); n != 0 {
