@@ -220,7 +220,7 @@ func TestPythonUnknownVersion(t *testing.T) {
 }
 
 // patchedPython copies Debian's python3.11 with Py_Version set to hex.
-func patchedPython(t *testing.T, hex uint32) string {
+func patchedPython(t testing.TB, hex uint32) string {
 	t.Helper()
 	f, err := elf.Open(debianPython)
 	if err != nil {
