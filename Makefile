@@ -20,7 +20,7 @@ TEST_FLAGS  ?= -count=1 -p 1 -timeout 45m
 export GOFLAGS := -buildvcs=false
 export GOPROXY ?= https://proxy.golang.org,direct
 
-.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross fuzz
+.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross fuzz soak
 
 all: collector
 
@@ -78,6 +78,14 @@ cross:
 
 test: setup-test vet cross $(COLLECTOR)
 	$(GO) test $(TEST_FLAGS) ./...
+
+# ---- soak --------------------------------------------------------------------
+# The soak test under churn, a flapping backend, policy rewrites and API load
+# (internal/e2e/soak_test.go), for SOAK (default 30m; CI: 2m). It needs the
+# machine to itself, so make test does not run it.
+SOAK ?= 30m
+soak: setup-test $(COLLECTOR)
+	CONTPROF_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -timeout 3h -v ./internal/e2e/
 
 # ---- fuzzing -------------------------------------------------------------------
 # Native Go fuzz targets (package:function). Their seed corpora run in every
