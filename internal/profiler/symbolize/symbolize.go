@@ -14,6 +14,7 @@ package symbolize
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"path"
@@ -48,7 +49,7 @@ const (
 	// defaultMaxFileBytes: a few large binaries (a Go or C++ service has
 	// tens of MB of symbols) must not hold the collector's memory.
 	defaultMaxFileBytes = 64 << 20
-	defaultMaxProcs = 4096
+	defaultMaxProcs     = 4096
 )
 
 // Symbolizer is safe for concurrent use.
@@ -59,7 +60,7 @@ type Symbolizer struct {
 	// and what it holds.
 	maxFileBytes int64
 	fileBytes    int64
-	maxProcs int
+	maxProcs     int
 
 	mu        sync.Mutex
 	tick      uint64
@@ -382,10 +383,15 @@ func (s *Symbolizer) ReloadPerfMap(pid int) {
 
 func (s *Symbolizer) pseudoMapping(m *mapping) *profiles.Mapping {
 	if m.pm == nil {
-		m.pm = &profiles.Mapping{Start: m.start, Limit: m.end, Offset: m.offset, File: m.path}
+		m.pm = &profiles.Mapping{Start: m.start, Limit: m.end, Offset: m.offset, File: cmp.Or(m.path, anonMappingFile)}
 	}
 	return m.pm
 }
+
+// anonMappingFile names an anonymous executable mapping (JIT code) as perf
+// does: backends refuse mappings without a file name (Pyroscope's OTLP
+// ingest, profiles.Conformance).
+const anonMappingFile = "//anon"
 
 // fileForLocked resolves (once per mapping) the ELF file behind m.
 func (s *Symbolizer) fileForLocked(p *process, m *mapping) *File {
