@@ -3,8 +3,8 @@
 // build their packages).
 //
 // Usage: callers MODE [arg]
-//   cpu        one hot leaf called by caller_a, caller_b and caller_c in
-//              the ratio 6:3:1 of CPU time, forever
+//   cpu [N]    one hot leaf called by caller_a, caller_b and caller_c in
+//              the ratio 6:3:1 of CPU time, forever (or N cycles of ~40 ms)
 //   deep N     recurse N frames deep (through recurse), then spin in the leaf
 //   sleep [U]  block in libc: sleep_a in nanosleep (6 U ms), read_b in read
 //              of a timerfd that expires 3 U ms later, sleep_c in nanosleep
@@ -93,11 +93,15 @@ int main(int argc, char **argv)
 	printf("ready=0x1\n");
 	fflush(stdout);
 	if (strcmp(mode, "cpu") == 0) {
-		for (;;) {
-			caller_a(100000);
-			caller_b(100000);
-			caller_c(100000);
+		// Phases of milliseconds (a cycle of ~40 ms), so that a
+		// sampling period of a few ms does not alias with them.
+		long cycles = argc > 2 ? atol(argv[2]) : -1;
+		for (long i = 0; cycles < 0 || i < cycles; i++) {
+			caller_a(3000000);
+			caller_b(3000000);
+			caller_c(3000000);
 		}
+		return 0;
 	}
 	if (strcmp(mode, "deep") == 0) {
 		int depth = argc > 2 ? atoi(argv[2]) : 100;

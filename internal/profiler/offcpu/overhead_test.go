@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
 )
 
@@ -105,7 +106,9 @@ func schedPipe(perf string, loops int, p *Profiler, sym *symbolize.Symbolizer) (
 // another process (the cost every context switch of the machine pays while
 // an off-CPU task runs); with that process profiled at the default stack
 // budget (a drain every second, as a task does); and with its every
-// switch-out recorded (no budget). The modes alternate in each round, in
+// switch-out recorded (no budget); and, for comparison with the state
+// before user-space unwinding, profiled at the default budget with frame
+// pointers only (the kernel's walk, no stack copies). The modes alternate in each round, in
 // rotating order, so that machine noise hits them alike. Run with:
 //
 //	go test -run '^$' -bench SchedPipe -benchtime 1x ./internal/profiler/offcpu/
@@ -164,6 +167,8 @@ func BenchmarkSchedPipe(b *testing.B) {
 		{name: "none", run: func() (float64, Stats, error) { return schedPipe(perf, loops, nil, sym) }},
 		{name: "loaded", run: withProfiler(false, Options{})},
 		{name: "profiled", run: withProfiler(true, Options{MaxStacksPerSecond: budget})},
+		// As before unwinding: the kernel's frame-pointer walk, no copies.
+		{name: "profiled-fp", run: withProfiler(true, Options{MaxStacksPerSecond: budget, UnwindOptions: stackprof.UnwindOptions{FramePointersOnly: true}})},
 		{name: "every", run: withProfiler(true, Options{MaxStacksPerSecond: 1 << 20})},
 	}
 	last := map[string]Stats{}
@@ -210,6 +215,8 @@ func BenchmarkSchedPipe(b *testing.B) {
 	b.ReportMetric(ratio("loaded"), "loaded/none")
 	b.ReportMetric(ratio("profiled"), "profiled/none")
 	b.ReportMetric(ratio("every"), "every/none")
+	b.ReportMetric(ratio("profiled-fp"), "profiled-fp/none")
+	b.Logf("slowdown with frame pointers only (before unwinding), same budget: %+.2f%%", 100*(ratio("profiled-fp")-1))
 	b.ReportMetric(med["none"], "us/op-none")
 	b.ReportMetric(med["profiled"], "us/op-profiled")
 }
@@ -219,7 +226,8 @@ func BenchmarkSchedPipe(b *testing.B) {
 // sched pipe -T` runs: first with the profiler profiling another (idle)
 // process, so that every run is a non-target switch (what the machine pays
 // while any off-CPU task runs); then with perf's process profiled at the
-// default stack budget. Run with:
+// default stack budget, with stack snapshots for unwinding and with frame
+// pointers only. Run with:
 //
 //	go test -run '^$' -bench ProgramCost -benchtime 1x ./internal/profiler/offcpu/
 func BenchmarkProgramCost(b *testing.B) {
@@ -240,8 +248,8 @@ func BenchmarkProgramCost(b *testing.B) {
 	defer func() { _ = idle.Process.Kill(); _ = idle.Wait() }()
 	sym := symbolize.New(symbolize.Options{})
 
-	measure := func(target bool) (perRun float64, runs uint64, st Stats) {
-		p, err := Open(Options{})
+	measure := func(target, fpOnly bool) (perRun float64, runs uint64, st Stats) {
+		p, err := Open(Options{UnwindOptions: stackprof.UnwindOptions{FramePointersOnly: fpOnly}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -264,16 +272,19 @@ func BenchmarkProgramCost(b *testing.B) {
 		}
 		return float64(ps.Runtime.Nanoseconds()) / float64(ps.RunCount), ps.RunCount, st
 	}
-	var other, profiled float64
+	var other, profiled, profiledFP float64
 	var st Stats
 	var runs uint64
 	for b.Loop() {
-		other, _, _ = measure(false)
-		profiled, runs, st = measure(true)
+		other, _, _ = measure(false, false)
+		profiled, runs, st = measure(true, false)
+		profiledFP, _, _ = measure(true, true)
 	}
 	b.Logf("non-target switches: %.0f ns per run", other)
 	b.Logf("perf profiled: %.0f ns per run over %d runs; %d target switch-outs recorded with stacks, %d skipped by the budget",
 		profiled, runs, st.SwitchOuts, st.Unsampled)
+	b.Logf("perf profiled with frame pointers only (the kernel's walk, as before unwinding): %.0f ns per run", profiledFP)
+	b.ReportMetric(profiledFP, "ns/run-profiled-fp")
 	b.ReportMetric(other, "ns/run-other")
 	b.ReportMetric(profiled, "ns/run-profiled")
 }

@@ -22,26 +22,28 @@ import (
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-// BenchmarkOverhead runs a CPU-bound workload (hotcpu with a fixed amount
-// of work) without profiling, under contprof at 99 Hz (draining and
-// symbolizing every second, as a task does), and under `perf record -F 99
-// -g`, alternating the three in each round so that machine noise hits them
-// alike. It reports the median run time of each and the two slowdown
-// ratios. Run with:
+// BenchmarkOverhead runs a CPU-bound workload built with gcc's defaults (no
+// frame pointers: callers.c, a fixed amount of work) without profiling,
+// under contprof at 99 Hz (stack copies unwound with DWARF in user space,
+// draining and symbolizing every second, as a task does), under `perf
+// record -F 99 -g` and under `perf record -F 99 --call-graph dwarf`,
+// alternating the four in each round so that machine noise hits them
+// alike. It reports the median run time of each and the slowdown ratios.
+// Run with:
 //
 //	go test -run '^$' -bench Overhead -benchtime 1x ./internal/profiler/oncpu/
 //
-// CONTPROF_OVERHEAD_ROUNDS (default 7) and CONTPROF_OVERHEAD_WORK (hotcpu
-// rounds, default 400, about 2 s) change the size.
+// CONTPROF_OVERHEAD_ROUNDS (default 7) and CONTPROF_OVERHEAD_WORK (cycles
+// of callers.c, default 50, about 2 s) change the size.
 func BenchmarkOverhead(b *testing.B) {
 	requireEBPF(b)
 	perf, err := exec.LookPath("perf")
 	if err != nil {
 		b.Fatal("perf (linux-perf) is not installed")
 	}
-	bin := workload.BuildC(b, "hotcpu.c")
+	bin := workload.BuildCDefault(b, "callers.c")
 	rounds := envInt(b, "CONTPROF_OVERHEAD_ROUNDS", 7)
-	work := strconv.Itoa(envInt(b, "CONTPROF_OVERHEAD_WORK", 400))
+	work := strconv.Itoa(envInt(b, "CONTPROF_OVERHEAD_WORK", 50))
 	perfData := filepath.Join(b.TempDir(), "perf.data")
 	// One symbolizer for all runs, as in a long-running collector (its
 	// kallsyms table is loaded once, not per task).
@@ -51,17 +53,20 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 	var selfTotal time.Duration
 
-	type sample struct{ wall, cpu time.Duration }
+	// cpu is the workload's CPU time plus the profiler's own (contprof's
+	// drains, unwinding and symbolization; perf's process); target is the
+	// workload's alone.
+	type sample struct{ wall, cpu, target time.Duration }
 	type mode struct {
 		name    string
 		run     func() (sample, error)
 		samples []sample
 	}
 	plain := func() (sample, error) {
-		cmd := exec.Command(bin, work)
+		cmd := exec.Command(bin, "cpu", work)
 		start := time.Now()
 		err := cmd.Run()
-		return sample{time.Since(start), childCPU(cmd)}, err
+		return sample{time.Since(start), childCPU(cmd), childCPU(cmd)}, err
 	}
 	contprof := func() (sample, error) {
 		// Loaded before the run, as for a task whose process is running:
@@ -71,7 +76,7 @@ func BenchmarkOverhead(b *testing.B) {
 			return sample{}, err
 		}
 		defer s.Close()
-		cmd := exec.Command(bin, work)
+		cmd := exec.Command(bin, "cpu", work)
 		selfBefore := selfCPU()
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
@@ -113,23 +118,28 @@ func BenchmarkOverhead(b *testing.B) {
 		// Our own CPU (drains, symbolization) counts, as perf's does.
 		self := selfCPU() - selfBefore
 		selfTotal += self
-		smp := sample{d, childCPU(cmd) + self}
+		smp := sample{d, childCPU(cmd) + self, childCPU(cmd)}
 		if n == 0 {
 			return smp, fmt.Errorf("contprof took no samples")
 		}
 		return smp, err
 	}
-	perfRecord := func() (sample, error) {
-		// perf's rusage includes the workload it waited for.
-		cmd := exec.Command(perf, "record", "-q", "-F", "99", "-g", "-o", perfData, "--", bin, work)
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return sample{}, fmt.Errorf("perf record: %v: %s", err, out)
+	perfRecord := func(callGraph ...string) func() (sample, error) {
+		return func() (sample, error) {
+			// perf's rusage includes the workload it waited for.
+			args := append([]string{"record", "-q", "-F", "99"}, callGraph...)
+			args = append(args, "-o", perfData, "--", bin, "cpu", work)
+			cmd := exec.Command(perf, args...)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				return sample{}, fmt.Errorf("perf record: %v: %s", err, out)
+			}
+			return sample{time.Since(start), childCPU(cmd), childCPU(cmd)}, nil
 		}
-		return sample{time.Since(start), childCPU(cmd)}, nil
 	}
-	modes := []*mode{{name: "none", run: plain}, {name: "contprof", run: contprof}, {name: "perf", run: perfRecord}}
+	modes := []*mode{{name: "none", run: plain}, {name: "contprof", run: contprof},
+		{name: "perf", run: perfRecord("-g")}, {name: "perf-dwarf", run: perfRecord("--call-graph", "dwarf")}}
 
 	for b.Loop() {
 		for _, md := range modes {
@@ -147,24 +157,30 @@ func BenchmarkOverhead(b *testing.B) {
 			}
 		}
 	}
-	wall, cpu := map[string]time.Duration{}, map[string]time.Duration{}
+	wall, cpu, target := map[string]time.Duration{}, map[string]time.Duration{}, map[string]time.Duration{}
 	for _, md := range modes {
-		var ws, cs []time.Duration
+		var ws, cs, ts []time.Duration
 		for _, s := range md.samples {
-			ws, cs = append(ws, s.wall), append(cs, s.cpu)
+			ws, cs, ts = append(ws, s.wall), append(cs, s.cpu), append(ts, s.target)
 		}
-		wall[md.name], cpu[md.name] = median(ws), median(cs)
+		wall[md.name], cpu[md.name], target[md.name] = median(ws), median(cs), median(ts)
 		b.Logf("%-8s median wall %v cpu %v | wall %v | cpu %v", md.name, wall[md.name].Round(time.Millisecond),
 			cpu[md.name].Round(time.Millisecond), roundAll(ws), roundAll(cs))
 	}
 	b.Logf("contprof's own CPU (drain, symbolize, pprof every second): %v per run on average", (selfTotal / time.Duration(rounds*b.N)).Round(time.Millisecond))
 	ratio := func(m map[string]time.Duration, name string) float64 { return float64(m[name]) / float64(m["none"]) }
-	b.Logf("slowdown (CPU time): contprof %+.2f%%, perf record %+.2f%%", 100*(ratio(cpu, "contprof")-1), 100*(ratio(cpu, "perf")-1))
-	b.Logf("slowdown (wall time): contprof %+.2f%%, perf record %+.2f%%", 100*(ratio(wall, "contprof")-1), 100*(ratio(wall, "perf")-1))
+	b.Logf("slowdown (CPU time): contprof %+.2f%%, perf record -g %+.2f%%, perf record --call-graph dwarf %+.2f%%",
+		100*(ratio(cpu, "contprof")-1), 100*(ratio(cpu, "perf")-1), 100*(ratio(cpu, "perf-dwarf")-1))
+	b.Logf("slowdown (wall time): contprof %+.2f%%, perf record -g %+.2f%%, perf record --call-graph dwarf %+.2f%%",
+		100*(ratio(wall, "contprof")-1), 100*(ratio(wall, "perf")-1), 100*(ratio(wall, "perf-dwarf")-1))
+	b.Logf("slowdown of the target (its own CPU time; perf's run includes its children's): contprof %+.2f%%", 100*(ratio(target, "contprof")-1))
+	b.ReportMetric(ratio(target, "contprof"), "contprof/none-target-cpu")
 	b.ReportMetric(ratio(cpu, "contprof"), "contprof/none-cpu")
 	b.ReportMetric(ratio(cpu, "perf"), "perf/none-cpu")
 	b.ReportMetric(ratio(wall, "contprof"), "contprof/none-wall")
 	b.ReportMetric(ratio(wall, "perf"), "perf/none-wall")
+	b.ReportMetric(ratio(cpu, "perf-dwarf"), "perf-dwarf/none-cpu")
+	b.ReportMetric(ratio(wall, "perf-dwarf"), "perf-dwarf/none-wall")
 }
 
 // childCPU is the user+system time of a waited-for command (and of the

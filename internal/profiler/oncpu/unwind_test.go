@@ -21,6 +21,44 @@ import (
 
 var callerNames = []string{"caller_a", "caller_b", "caller_c"}
 
+// startUnwound samples proc with opts and returns the subscription once the
+// process's unwind tables are built (samples before use frame pointers)
+// and what came before is drained. Everything is closed at cleanup.
+func startUnwound(t *testing.T, opts Options, proc *workload.Process) *Subscription {
+	t.Helper()
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatalf("open sampler: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	sub, err := s.Add(proc.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	if !s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second) {
+		t.Fatal("unwind tables not built within 20s")
+	}
+	sub.Drain()
+	return sub
+}
+
+// collectSamples drains sub every second until it has min samples (a busy
+// machine gives the workload less CPU), for 10 s at most.
+func collectSamples(t *testing.T, sub *Subscription, sym *symbolize.Symbolizer, min uint64) *profiles.Profile {
+	t.Helper()
+	p := &profiles.Profile{}
+	for i := 0; i < 10 && uint64(p.Total()) < min; i++ {
+		time.Sleep(time.Second)
+		b, err := sub.Drain()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Samples = append(p.Samples, b.Profile(sym, nil, nil).Samples...)
+	}
+	return p
+}
+
 // callerShares is, among stacks holding leaf, the fraction that holds each
 // of callerNames; stacks are lists of function names, with a count.
 func callerShares(stacks map[string]int64) (shares []float64, withLeaf int64) {
@@ -119,26 +157,8 @@ func TestCallersWithoutFramePointers(t *testing.T) {
 	// Both at 499 Hz for a few thousand samples: at ±3 points the
 	// comparison must not be decided by sampling noise.
 	const freq = 499
-	s, err := Open(Options{Frequency: freq})
-	if err != nil {
-		t.Fatalf("open sampler: %v", err)
-	}
-	defer s.Close()
-	sub, err := s.Add(proc.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := startUnwound(t, Options{Frequency: freq}, proc)
 	sym := symbolize.New(symbolize.Options{})
-	if err := sym.Preload(proc.PID()); err != nil {
-		t.Fatal(err)
-	}
-	// The tables are built in the background; the comparison starts once
-	// they are in (samples before use frame pointers).
-	if !s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second) {
-		t.Fatal("unwind tables not built within 20s")
-	}
-	sub.Drain()
 
 	// Rounds of both at once until each has enough samples (a busy
 	// machine gives the workload less CPU).
@@ -188,26 +208,8 @@ func TestDeepStack(t *testing.T) {
 		truncated bool
 	}{{127, false}, {64, true}} {
 		proc := workload.Start(t, bin, "deep", "100")
-		s, err := Open(Options{UnwindOptions: stackprof.UnwindOptions{MaxFrames: tc.maxFrames}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := s.Add(proc.PID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second)
-		sub.Drain()
-		sym := symbolize.New(symbolize.Options{})
-		p := &profiles.Profile{}
-		for i := 0; i < 10 && p.Total() < 100; i++ { // a busy machine gives the workload less CPU
-			time.Sleep(time.Second)
-			b, err := sub.Drain()
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Samples = append(p.Samples, b.Profile(sym, nil, nil).Samples...)
-		}
+		sub := startUnwound(t, Options{UnwindOptions: stackprof.UnwindOptions{MaxFrames: tc.maxFrames}}, proc)
+		p := collectSamples(t, sub, symbolize.New(symbolize.Options{}), 100)
 		var good, all int64
 		for _, smp := range p.Samples {
 			rec, last := 0, ""
@@ -230,7 +232,6 @@ func TestDeepStack(t *testing.T) {
 			t.Errorf("max %d frames: only %d of %d samples have the expected stack", tc.maxFrames, good, all)
 		}
 		sub.Close()
-		s.Close()
 		proc.Stop()
 	}
 }
@@ -250,28 +251,8 @@ func TestGoCgo(t *testing.T) {
 	requireEBPF(t)
 	bin := workload.BuildGo(t, "cgocall")
 	proc := workload.Start(t, bin)
-	s, err := Open(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sub, err := s.Add(proc.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	s.k.uw.Unwinder.Wait(proc.PID(), 20*time.Second)
-	sub.Drain()
-	sym := symbolize.New(symbolize.Options{})
-	p := &profiles.Profile{}
-	for i := 0; i < 10 && p.Total() < 150; i++ {
-		time.Sleep(time.Second)
-		b, err := sub.Drain()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Samples = append(p.Samples, b.Profile(sym, nil, nil).Samples...)
-	}
+	sub := startUnwound(t, Options{}, proc)
+	p := collectSamples(t, sub, symbolize.New(symbolize.Options{}), 150)
 	want := []string{"c_leaf", "c_mid", "main.goCaller", "main.main"}
 	var inLeaf, whole int64
 	for _, smp := range p.Samples {
