@@ -60,7 +60,7 @@ func (uw *unwinding) handle(_ *stackprof.Unwinding, raw []byte) {
 	switch unwind.EventKind(raw) {
 	case unwind.EventStack:
 		ev, err := unwind.DecodeStackEvent(raw)
-		if err != nil || !uw.p.Wants(ev.PID) {
+		if err != nil || !uw.Wants(ev.PID) {
 			return
 		}
 		ev.User.Stack = append([]byte(nil), ev.User.Stack...) // raw is reused
@@ -120,6 +120,7 @@ func (uw *unwinding) unwindLocked(s *snapshot) {
 // the CPU (the start map holds them, by switch-out time) for the time since
 // max(block start, subscription start).
 func (uw *unwinding) collect(c *stackprof.Collection[Block], start *ebpf.Map, minBlock time.Duration) error {
+	uw.Sync()
 	uw.acc.Flush(c)
 	uw.mu.Lock()
 	defer uw.mu.Unlock()

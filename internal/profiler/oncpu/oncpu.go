@@ -198,6 +198,7 @@ func (k *kernel) PythonMaps() cpython.Maps { return k.objs.PythonMaps() }
 // bpf_get_stackid recorded.
 func (k *kernel) Collect(c *stackprof.Collection[Count]) error {
 	if k.uw != nil {
+		k.uw.Sync()
 		k.uw.pending.Flush(c)
 		return nil
 	}

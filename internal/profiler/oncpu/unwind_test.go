@@ -24,7 +24,7 @@ var callerNames = []string{"caller_a", "caller_b", "caller_c"}
 // startUnwound samples proc with opts and returns the subscription once the
 // process's unwind tables are built (samples before use frame pointers)
 // and what came before is drained. Everything is closed at cleanup.
-func startUnwound(t *testing.T, opts Options, proc *workload.Process) *Subscription {
+func startUnwound(t *testing.T, opts Options, proc *workload.Process) *stackprof.Subscription[Count] {
 	t.Helper()
 	s, err := Open(opts)
 	if err != nil {
@@ -45,7 +45,7 @@ func startUnwound(t *testing.T, opts Options, proc *workload.Process) *Subscript
 
 // collectSamples drains sub every second until it has min samples (a busy
 // machine gives the workload less CPU), for 10 s at most.
-func collectSamples(t *testing.T, sub *Subscription, sym *symbolize.Symbolizer, min uint64) *profiles.Profile {
+func collectSamples(t *testing.T, sub *stackprof.Subscription[Count], sym *symbolize.Symbolizer, min uint64) *profiles.Profile {
 	t.Helper()
 	p := &profiles.Profile{}
 	for i := 0; i < 10 && uint64(p.Total()) < min; i++ {

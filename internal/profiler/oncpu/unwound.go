@@ -30,7 +30,7 @@ func (k *kernel) startUnwinding(p *stackprof.Profiler[Count], maxFrames int) err
 // handle unwinds one snapshot and counts it.
 func (uw *unwinding) handle(u *stackprof.Unwinding, raw []byte) {
 	ev, err := unwind.DecodeStackEvent(raw)
-	if err != nil || !uw.p.Wants(ev.PID) {
+	if err != nil || !u.Wants(ev.PID) {
 		return
 	}
 	st := u.Stack(ev.PID, &ev)

@@ -76,6 +76,16 @@ func (u *Unwinding) Stack(pid uint32, ev *unwind.StackEvent) Stack {
 	return st
 }
 
+// Wants reports whether process pid is profiled (added and not forgotten
+// by Attachment). Unlike Profiler.Wants it takes no profiler lock, so a
+// handler may use it while a collection waits in Sync.
+func (u *Unwinding) Wants(pid uint32) bool { return u.Unwinder.Has(int(pid)) }
+
+// Sync returns once every event in the ring when it was called has been
+// handled: a collection calls it first, so that it counts everything that
+// happened before it (the reader polls, it is not woken per event).
+func (u *Unwinding) Sync() { u.rd.Sync() }
+
 // Close stops the reader, then the unwinder; the handler is not called
 // after Close returns.
 func (u *Unwinding) Close() error {

@@ -5,6 +5,7 @@ package unwind
 import (
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,9 @@ type EventReader struct {
 	rd   *ringbuf.Reader
 	quit chan struct{}
 	done chan struct{}
+
+	syncMu sync.Mutex         // one Sync at a time
+	syncs  chan chan struct{} // Syncs waiting for the flush to be read
 }
 
 // NewEventReader starts reading events of m, calling handle with each raw
@@ -31,7 +35,7 @@ func NewEventReader(m *ebpf.Map, handle func(raw []byte)) (*EventReader, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &EventReader{rd: rd, quit: make(chan struct{}), done: make(chan struct{})}
+	r := &EventReader{rd: rd, quit: make(chan struct{}), done: make(chan struct{}), syncs: make(chan chan struct{}, 1)}
 	go r.run(handle)
 	return r, nil
 }
@@ -50,12 +54,38 @@ func (r *EventReader) run(handle func(raw []byte)) {
 		switch {
 		case err == nil:
 			handle(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Everything in the ring at the flush has been handled.
+			select {
+			case w := <-r.syncs:
+				close(w)
+			default:
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return
 		default:
 			time.Sleep(PollInterval) // unexpected: do not spin
 		}
+	}
+}
+
+// Sync returns once every record in the ring buffer when it was called
+// has been handled (a collection sees all events up to its start, not
+// only those of the last poll). The handler must not wait for what the
+// caller of Sync holds.
+func (r *EventReader) Sync() {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	w := make(chan struct{})
+	r.syncs <- w
+	if err := r.rd.Flush(); err != nil {
+		<-r.syncs
+		return
+	}
+	select {
+	case <-w:
+	case <-r.done:
 	}
 }
 

@@ -235,6 +235,14 @@ func (u *Unwinder) Add(pid int) error {
 	return nil
 }
 
+// Has reports whether pid was added and not forgotten since.
+func (u *Unwinder) Has(pid int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.procs[pid]
+	return ok
+}
+
 // Forget drops pid; tables no other process maps are freed.
 func (u *Unwinder) Forget(pid int) {
 	u.mu.Lock()
