@@ -1,10 +1,13 @@
 // spike idles at about 20 % of one CPU in idle_work (2 ms of CPU time in
-// every 10 ms), then, on SIGUSR1, burns 100 % in spike_work until killed.
+// every 10 ms), then, on SIGUSR1, burns 100 % in spike_work until killed,
+// on as many threads as its argument says (default 1).
 // The duty cycle is measured in the thread's CPU time, so a loaded machine
 // stretches it but keeps the shares.
 //
-// Build: gcc -O2 -fno-omit-frame-pointer -o spike spike.c
+// Build: gcc -O2 -fno-omit-frame-pointer -pthread -o spike spike.c
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,13 +48,26 @@ __attribute__((noinline)) void spike_work(void)
 		burn(1000000);
 }
 
-int main(void)
+static void *spike_thread(void *arg)
 {
+	(void)arg;
+	spike_work();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = argc > 1 ? atoi(argv[1]) : 1;
+
 	signal(SIGUSR1, on_usr1);
 	printf("ready\n");
 	fflush(stdout);
 	while (!spiking)
 		idle_work();
+	for (int i = 1; i < threads; i++) {
+		pthread_t t;
+		pthread_create(&t, NULL, spike_thread, NULL);
+	}
 	spike_work();
 	return 0;
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -141,6 +142,11 @@ func (e *storedProfile) merge(p *profiles.Profile) {
 		smp := &p.Samples[i]
 		e.keyBuf = binary.LittleEndian.AppendUint64(e.keyBuf[:0], uint64(interval))
 		e.keyBuf = stackKey(e.keyBuf, smp.Frames)
+		// Samples of one stack with other labels (a lookback's phase) stay
+		// apart.
+		for _, k := range slices.Sorted(maps.Keys(smp.Labels)) {
+			e.keyBuf = append(append(append(append(e.keyBuf, 0), k...), '='), smp.Labels[k]...)
+		}
 		if j, ok := e.stacks[string(e.keyBuf)]; ok {
 			m.Samples[j].Value += smp.Value
 			continue
@@ -156,7 +162,7 @@ func (e *storedProfile) merge(p *profiles.Profile) {
 			frames[k] = f
 		}
 		e.stacks[string(e.keyBuf)] = len(m.Samples)
-		m.Samples = append(m.Samples, profiles.Sample{Frames: frames, Value: smp.Value})
+		m.Samples = append(m.Samples, profiles.Sample{Frames: frames, Value: smp.Value, Labels: maps.Clone(smp.Labels)})
 		e.intervals = append(e.intervals, interval)
 		e.bytes += sampleCost + 8 + int64(len(frames))*frameCost + int64(len(e.keyBuf)) + mapEntryCost
 	}
