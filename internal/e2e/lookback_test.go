@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+	"golang.org/x/sys/unix"
 
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
@@ -70,7 +71,7 @@ func (l *cpuLog) cpuAt(when time.Time) float64 {
 }
 
 // The scenario through the whole collector: a process idles at
-// ~20 % of a CPU in idle_work, then spikes in spike_work on every CPU; the
+// ~20 % of a CPU in idle_work, then spikes to 100 % in spike_work; the
 // policy (process_cpu >= 60 in 3 of 5 s, duration 5 s, lookback 10 s) fires
 // about 3 s into the spike. The task's profile (OTLP to the extension,
 // downloaded as pprof) holds idle_work before the trigger, and spike_work
@@ -81,11 +82,18 @@ func TestLookbackSpike(t *testing.T) {
 	requireRoot(t)
 	sink := startOTLPSink(t)
 	bin := copyAs(t, workload.BuildC(t, "spike.c", "-pthread"), "contprof-spike")
-	cmd := exec.Command(bin, strconv.Itoa(runtime.NumCPU()))
+	cmd := exec.Command(bin)
 	// Its own session (scheduler autogroup) at the highest priority, so
-	// that the spike gets the CPUs on a busy machine.
+	// that the spike gets its CPU on a busy machine; pinned to one CPU, so
+	// that one busy thread is 100 % of the CPUs it may use (process_cpu)
+	// and the collector keeps the others.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	spike := workload.StartCmd(t, cmd)
+	var one unix.CPUSet
+	one.Set(runtime.NumCPU() - 1)
+	if err := unix.SchedSetaffinity(spike.PID(), &one); err != nil {
+		t.Fatal(err)
+	}
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, spike.PID(), -20)
 	if err := os.WriteFile("/proc/"+strconv.Itoa(spike.PID())+"/autogroup", []byte("-20"), 0); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
@@ -147,7 +155,12 @@ func TestLookbackSpike(t *testing.T) {
 		t.Fatal(err)
 	}
 	spikeAt := time.Now()
-	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool { return x.Policy == "spike-cpu" && x.State == "finished" })
+	task := waitTask(t, api, 60*time.Second, func(x apiTask) bool { return x.Policy == "spike-cpu" })
+	t.Logf("task %s %s %s", task.ID, task.State, task.Error)
+	task = waitTask(t, api, 60*time.Second, func(x apiTask) bool { return x.ID == task.ID && x.State != "running" && x.State != "pending" })
+	if task.State != "finished" {
+		t.Fatalf("task %+v", task)
+	}
 	if len(task.Causes) == 0 {
 		t.Fatalf("task %+v has no cause", task)
 	}
