@@ -13,6 +13,7 @@ import (
 	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/lookback"
+	"github.com/contprof/contprof/internal/profiler/privilege"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
@@ -63,7 +64,7 @@ func (l *lookbackSync) sync(ctx context.Context, snap *procfs.Snapshot, set *pol
 	l.cache, l.next = l.next, l.cache
 	clear(l.next)
 	if err := l.rec.Sync(sel); err != nil {
-		l.logger.Warn("Lookback record not started for some processes", zap.Error(err))
+		l.logger.Warn("Lookback record not started for some processes", zap.Error(privilege.Explain(err)))
 	}
 	l.sel = sel
 	if tb != nil {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 )
@@ -87,7 +88,9 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	}}
 	// Unloaded last, once the scraper and the tasks are done with it.
 	r.stops = append(r.stops, r.http.close)
-	if ctrl != nil && r.profiles != nil && r.metrics != nil {
+	// Without the privileges of on-CPU profiling (said once at start) the
+	// lookback record could only fail on every scrape.
+	if ctrl != nil && r.profiles != nil && r.metrics != nil && r.priv.Admit(policy.TargetOnCPU) == nil {
 		// Fed by the scraper; stopped after the executor, whose tasks
 		// read it.
 		lb, err := newLookbackSync(r.cfg.Profiling.Lookback, r.logger)
