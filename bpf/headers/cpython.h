@@ -17,7 +17,7 @@
 // cached per tid in py_tstates, re-checked at every use. That works for
 // every version from 3.8 (no thread-local lookup needed), for threads that
 // do not hold the GIL (off-CPU: blocked in sleep or I/O), and across PID
-// namespaces. x86-64 only (fsbase).
+// namespaces. x86-64 only (fsbase); on arm64 the walker finds no thread.
 //
 // Stacks are stored by content hash in py_stacks (an LRU: no clearing by
 // user space, and a stack referenced by a count rarely ages out between two
@@ -131,10 +131,18 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 // py_thread_state finds the PyThreadState of the current thread.
 static __always_inline __u64 py_thread_state(struct py_config *c, __u32 tid)
 {
+#if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
 	if (!fsbase)
 		return 0;
+#else
+	// arm64: pthread_self() sits sizeof(struct pthread) below the thread
+	// pointer, a size that depends on the libc build: not walked (user
+	// space does not configure the walker there).
+	__u64 fsbase = 0;
+	return 0;
+#endif
 
 	__u64 *cached = bpf_map_lookup_elem(&py_tstates, &tid);
 	if (cached && *cached && py_read_ptr(*cached + c->thread_id) == fsbase)

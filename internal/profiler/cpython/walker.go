@@ -5,6 +5,7 @@ package cpython
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -95,6 +96,10 @@ type Process struct {
 // with native frames and reports the error as a note.
 func Attach(maps Maps, procfs string, pid int, key uint32) (*Process, error) {
 	t, err := Detect(procfs, pid)
+	if err == nil && runtime.GOARCH != "amd64" {
+		// cpython.h matches threads by the x86-64 thread pointer.
+		err = fmt.Errorf("cpython: Python %s found, but Python frames are walked on amd64 only (this is %s)", t.Version, runtime.GOARCH)
+	}
 	if err != nil {
 		return nil, err
 	}

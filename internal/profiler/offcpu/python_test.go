@@ -16,24 +16,11 @@ import (
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-// debianPython is the interpreter of the issue: Debian's stripped build.
-const debianPython = "/usr/bin/python3.11"
-
-func requirePython(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(debianPython); err != nil {
-		if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-			t.Fatalf("%s is needed (apt-get install python3.11): %v", debianPython, err)
-		}
-		t.Skipf("%s not installed", debianPython)
-	}
-}
-
 // profilePython records python running script (with args) for d and
 // returns the off-CPU profile.
 func profilePython(t *testing.T, script string, d time.Duration, args ...string) *profiles.Profile {
 	t.Helper()
-	proc := workload.Start(t, debianPython, append([]string{filepath.Join(workload.Dir(t), "python", script)}, args...)...)
+	proc := workload.Start(t, workload.DebianPython, append([]string{filepath.Join(workload.Dir(t), "python", script)}, args...)...)
 	s, err := Open(Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -73,7 +60,7 @@ func timeUnder(p *profiles.Profile, fn string) int64 {
 // in time: the off-CPU time lands on the right Python callers.
 func TestPythonBlocking(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
+	workload.RequirePython(t)
 	spent := filepath.Join(t.TempDir(), "spent")
 	p := profilePython(t, "blocking.py", 6*time.Second, spent)
 	sleep, read := timeUnder(p, "blocking.py_sleeper"), timeUnder(p, "blocking.py_reader")
@@ -120,7 +107,7 @@ func TestPythonBlocking(t *testing.T) {
 // under py_two_sleep (the GIL holder's stack would say py_one_work).
 func TestPythonThreadsOffCPU(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
+	workload.RequirePython(t)
 	p := profilePython(t, "threads.py", 5*time.Second)
 	two, main := timeUnder(p, "threads.py_two_sleep"), timeUnder(p, "threads.py_main_wait")
 	t.Logf("py_two_sleep %v, py_main_wait %v, total %v", time.Duration(two), time.Duration(main), time.Duration(p.Total()))

@@ -26,8 +26,8 @@ import (
 // profiling), and the collector's own CPU per CPU second profiled.
 func BenchmarkPythonOverhead(b *testing.B) {
 	requireEBPF(b)
-	if _, err := exec.LookPath(debianPython); err != nil {
-		b.Fatalf("%s is needed", debianPython)
+	if _, err := exec.LookPath(workload.DebianPython); err != nil {
+		b.Fatalf("%s is needed", workload.DebianPython)
 	}
 	rounds := envInt(b, "CONTPROF_OVERHEAD_ROUNDS", 7)
 	work := strconv.Itoa(envInt(b, "CONTPROF_PY_WORK", 6000))
@@ -82,7 +82,7 @@ func BenchmarkPythonOverhead(b *testing.B) {
 		profile bool
 		out     *[]time.Duration
 	}
-	modes := []mode{{debianPython, false, &plain}, {debianPython, true, &profiled}, {nativeOnly, true, &native}}
+	modes := []mode{{workload.DebianPython, false, &plain}, {workload.DebianPython, true, &profiled}, {nativeOnly, true, &native}}
 	for b.Loop() {
 		for r := 0; r < rounds; r++ {
 			for i := range modes {
@@ -153,7 +153,7 @@ func BenchmarkPythonProgramCost(b *testing.B) {
 	}
 	var walked, native float64
 	for b.Loop() {
-		walked, native = perSample(debianPython), perSample(patchedPython(b, 0x030e0000))
+		walked, native = perSample(workload.DebianPython), perSample(patchedPython(b, 0x030e0000))
 	}
 	walk := walked - native
 	b.Logf("program time per sample: %.0f ns with the Python walk, %.0f ns without: the walk costs %.0f ns a sample, %.4f%% of a CPU at 99 Hz",

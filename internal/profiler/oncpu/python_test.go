@@ -18,19 +18,6 @@ import (
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-// debianPython is the interpreter of the issue: Debian's stripped build.
-const debianPython = "/usr/bin/python3.11"
-
-func requirePython(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(debianPython); err != nil {
-		if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-			t.Fatalf("%s is needed (apt-get install python3.11): %v", debianPython, err)
-		}
-		t.Skipf("%s not installed", debianPython)
-	}
-}
-
 // profilePython samples python running script until it has 99×d samples
 // (up to 5×d) and returns the profile and the note of the last batch.
 func profilePython(t *testing.T, python, script string, d time.Duration) (*profiles.Profile, string) {
@@ -100,8 +87,8 @@ func logTop(t *testing.T, p *profiles.Profile, n int) {
 // shares of the Python callers are within ±5 points.
 func TestPythonCPUShares(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
-	p, note := profilePython(t, debianPython, "cpu_shares.py", 10*time.Second)
+	workload.RequirePython(t)
+	p, note := profilePython(t, workload.DebianPython, "cpu_shares.py", 10*time.Second)
 	if !strings.HasPrefix(note, "Python 3.11") {
 		t.Errorf("note %q, want the interpreter walked", note)
 	}
@@ -143,8 +130,8 @@ func TestPythonCPUShares(t *testing.T) {
 // side of the Python caller, in the same sample.
 func TestPythonNativeUnderCaller(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
-	p, _ := profilePython(t, debianPython, "native_ext.py", 5*time.Second)
+	workload.RequirePython(t)
+	p, _ := profilePython(t, workload.DebianPython, "native_ext.py", 5*time.Second)
 	var caller, native int64
 	for _, s := range p.Samples {
 		j := frameIndex(s.Frames, "native_ext.py_compress")
@@ -170,8 +157,8 @@ func TestPythonNativeUnderCaller(t *testing.T) {
 // thread "one" (py_one_work); no sample mixes two threads' functions.
 func TestPythonThreads(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
-	p, _ := profilePython(t, debianPython, "threads.py", 5*time.Second)
+	workload.RequirePython(t)
+	p, _ := profilePython(t, workload.DebianPython, "threads.py", 5*time.Second)
 	var one int64
 	for _, s := range p.Samples {
 		n := 0
@@ -201,7 +188,7 @@ func TestPythonThreads(t *testing.T) {
 // never wrong names.
 func TestPythonUnknownVersion(t *testing.T) {
 	requireEBPF(t)
-	requirePython(t)
+	workload.RequirePython(t)
 	bin := patchedPython(t, 0x030e0000)
 	p, note := profilePython(t, bin, "cpu_shares.py", 3*time.Second)
 	if !strings.Contains(note, "Python 3.14") || !strings.Contains(note, "native frames only") {
@@ -222,7 +209,7 @@ func TestPythonUnknownVersion(t *testing.T) {
 // patchedPython copies Debian's python3.11 with Py_Version set to hex.
 func patchedPython(t testing.TB, hex uint32) string {
 	t.Helper()
-	f, err := elf.Open(debianPython)
+	f, err := elf.Open(workload.DebianPython)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,9 +230,9 @@ func patchedPython(t testing.TB, hex uint32) string {
 		}
 	}
 	if off < 0 {
-		t.Fatal("Py_Version not found in " + debianPython)
+		t.Fatal("Py_Version not found in " + workload.DebianPython)
 	}
-	b, err := os.ReadFile(debianPython)
+	b, err := os.ReadFile(workload.DebianPython)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,3 +175,19 @@ func (p *Process) Wait() error {
 func (p *Process) String() string {
 	return fmt.Sprintf("%s (pid %d)", filepath.Base(p.Cmd.Path), p.PID())
 }
+
+// DebianPython is Debian's (stripped) CPython 3.11, the interpreter the
+// Python profiling tests run.
+const DebianPython = "/usr/bin/python3.11"
+
+// RequirePython skips the test without DebianPython, or fails it when
+// CONTPROF_REQUIRE_EBPF=1 (CI installs python3).
+func RequirePython(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(DebianPython); err != nil {
+		if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
+			t.Fatalf("%s is needed (apt-get install python3.11): %v", DebianPython, err)
+		}
+		t.Skipf("%s not installed", DebianPython)
+	}
+}
