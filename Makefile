@@ -11,7 +11,7 @@ BUILDER     := $(TOOLS_DIR)/builder
 COLLECTOR   := bin/otelcol-contprof
 CONFIG      ?= config/default.yaml
 COMPONENTS  := receiver/ebpfprocessreceiver processor/continuousprofilingprocessor extension/profilingpolicyextension
-GO_SOURCES   = $(shell find . -name '*.go' -not -path './build/*' -not -path './.tools/*' -not -path './tools/*') go.mod go.sum
+GO_SOURCES   = $(shell find . -name '*.go' -not -path './build/*' -not -path './.tools/*' -not -path './tools/*' -not -path './deploy/*') go.mod go.sum
 # -p 1: the eBPF and end-to-end tests measure real processes (CPU shares,
 # latencies, blocked time); packages running side by side on a small
 # machine would distort each other's figures.
@@ -20,7 +20,7 @@ TEST_FLAGS  ?= -count=1 -p 1 -timeout 45m
 export GOFLAGS := -buildvcs=false
 export GOPROXY ?= https://proxy.golang.org,direct
 
-.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross fuzz soak
+.PHONY: all run test bench vet generate check-generated collector tools clean setup-run setup-test setup-generate cross manifests image fuzz soak
 
 all: collector
 
@@ -78,6 +78,18 @@ cross:
 
 test: setup-test vet cross $(COLLECTOR)
 	$(GO) test $(TEST_FLAGS) ./...
+	cd deploy && $(GO) vet ./... && $(GO) test $(TEST_FLAGS) ./...
+
+# ---- deployment ------------------------------------------------------------------
+# deploy/ is its own Go module (Helm and Kubernetes libraries stay out of
+# the distribution's). manifests renders deploy/kubernetes/ from the chart;
+# image writes the linux/amd64 + linux/arm64 OCI image layout to bin/image
+# without a container daemon (push it with crane or skopeo).
+manifests:
+	cd deploy && $(GO) run ./cmd/render
+
+image: $(COLLECTOR)
+	cd deploy && $(GO) run ./cmd/image -src ../build/otelcol-contprof -out ../bin/image
 
 # ---- soak --------------------------------------------------------------------
 # The soak test under churn, a flapping backend, policy rewrites and API load

@@ -47,6 +47,11 @@ type Config struct {
 	Profiling ProfilingConfig `mapstructure:"profiling"`
 	HTTP      HTTPConfig      `mapstructure:"http"`
 
+	// HostName is the host.name of every process; empty means the
+	// machine's host name. In a Kubernetes pod the host name is the pod's,
+	// so the DaemonSet passes the node name (downward API).
+	HostName string `mapstructure:"host_name"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }

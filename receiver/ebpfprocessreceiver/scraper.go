@@ -54,6 +54,7 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, h
 		return nil, err
 	}
 	sc, err := procfs.New(procfs.Config{
+		HostName:        cfg.HostName,
 		Include:         procFilter(cfg.Include),
 		Exclude:         procFilter(cfg.Exclude),
 		OmitCommandLine: !cfg.ResourceAttributes.ProcessCommandLine.Enabled,
