@@ -65,16 +65,7 @@ func startFlappingSink(t *testing.T) *flappingSink {
 		t.Fatal(err)
 	}
 	f := &flappingSink{otlpSink: &otlpSink{addr: lis.Addr().String()}, stop: make(chan struct{})}
-	serve := func(lis net.Listener) *grpc.Server {
-		srv := grpc.NewServer()
-		pmetricotlp.RegisterGRPCServer(srv, f.otlpSink)
-		pprofileotlp.RegisterGRPCServer(srv, &profilesService{s: f.otlpSink})
-		plogotlp.RegisterGRPCServer(srv, &logsService{s: f.otlpSink})
-		go func() { _ = srv.Serve(lis) }()
-		f.ups.Add(1)
-		return srv
-	}
-	srv := serve(lis)
+	srv := f.serve(lis)
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -96,7 +87,7 @@ func startFlappingSink(t *testing.T) *flappingSink {
 				t.Errorf("backend cannot listen again on %s: %v", f.addr, err)
 				return
 			}
-			srv = serve(lis)
+			srv = f.serve(lis)
 		}
 	}()
 	return f
@@ -106,17 +97,22 @@ func startFlappingSink(t *testing.T) *flappingSink {
 func (f *flappingSink) steady(t *testing.T) {
 	close(f.stop)
 	f.wg.Wait()
-	f.otlpSink.addr = f.addr
 	lis, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(f.serve(lis).Stop)
+}
+
+// serve runs the OTLP services on lis until the returned server stops.
+func (f *flappingSink) serve(lis net.Listener) *grpc.Server {
 	srv := grpc.NewServer()
 	pmetricotlp.RegisterGRPCServer(srv, f.otlpSink)
 	pprofileotlp.RegisterGRPCServer(srv, &profilesService{s: f.otlpSink})
 	plogotlp.RegisterGRPCServer(srv, &logsService{s: f.otlpSink})
 	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	f.ups.Add(1)
+	return srv
 }
 
 // taskProfiles counts the distinct profiles (task id, start) per task.

@@ -50,6 +50,17 @@ func (k *memKV) keys(prefix string) int {
 	return n
 }
 
+// persisted is the first run's controller on kv, with an executor.
+func persisted(t *testing.T, kv KV, clk *clock) (*Controller, *executor) {
+	c := New(Config{Now: clk.Now})
+	if n, err := c.Persist(kv); n != 0 || err != nil {
+		t.Fatalf("empty storage: %d restored, %v", n, err)
+	}
+	ex := newExecutor()
+	c.RegisterExecutor(ex)
+	return c, ex
+}
+
 // restart is a controller of a new run on the same storage and clock.
 func restart(t *testing.T, kv KV, clk *clock) (*Controller, int, error) {
 	c := New(Config{Now: clk.Now})
@@ -64,12 +75,7 @@ func restart(t *testing.T, kv KV, clk *clock) (*Controller, int, error) {
 func TestHistorySurvivesRestart(t *testing.T) {
 	kv := newMemKV()
 	clk := newClock()
-	c1 := New(Config{Now: clk.Now})
-	if n, err := c1.Persist(kv); n != 0 || err != nil {
-		t.Fatalf("empty storage: %d restored, %v", n, err)
-	}
-	ex := newExecutor()
-	c1.RegisterExecutor(ex)
+	c1, ex := persisted(t, kv, clk)
 	done := mustAccept(t, c1, req(policy.TargetOnCPU, time.Minute, proc(1)))
 	ex.sink(done).Started()
 	ex.sink(done).AddProfile(cpuProfile(t, 3, "work"))
@@ -126,10 +132,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 func TestKilledCollectorTasksInterrupted(t *testing.T) {
 	kv := newMemKV()
 	clk := newClock()
-	c1 := New(Config{Now: clk.Now})
-	c1.Persist(kv)
-	ex := newExecutor()
-	c1.RegisterExecutor(ex)
+	c1, ex := persisted(t, kv, clk)
 	id := mustAccept(t, c1, req(policy.TargetOnCPU, 0, proc(1)))
 	ex.sink(id).Started()
 	c1.closeJournal() // the process dies here
@@ -145,10 +148,7 @@ func TestKilledCollectorTasksInterrupted(t *testing.T) {
 func TestCorruptStorage(t *testing.T) {
 	kv := newMemKV()
 	clk := newClock()
-	c1 := New(Config{Now: clk.Now})
-	c1.Persist(kv)
-	ex := newExecutor()
-	c1.RegisterExecutor(ex)
+	c1, ex := persisted(t, kv, clk)
 	a := mustAccept(t, c1, req(policy.TargetOnCPU, 0, proc(1)))
 	ex.sink(a).AddProfile(cpuProfile(t, 3, "work"))
 	ex.sink(a).Done(nil)
