@@ -128,6 +128,9 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink dispatch.
 
 		run, err := e.start(runCtx, t, sink)
 		if err != nil {
+			// Every target's start (network tasks too) names a missing
+			// capability rather than cilium's MEMLOCK guess.
+			err = privilege.Explain(err)
 			if runCtx.Err() == nil {
 				e.reportStartFailure(t, err)
 			}
@@ -185,7 +188,7 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 		return nil, fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}
 	if err != nil {
-		return nil, privilege.Explain(err)
+		return nil, err
 	}
 	// Taken now, before the record moves on: the samples from
 	// [trigger - lookback, now).

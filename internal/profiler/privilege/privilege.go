@@ -201,7 +201,8 @@ const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
 // Explain replaces a misleading cause in a BPF load error: a permission
 // error names the missing capabilities instead of RLIMIT_MEMLOCK.
 func Explain(err error) error {
-	if err == nil || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) {
+	var done *permissionError
+	if err == nil || errors.As(err, &done) || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) {
 		return err
 	}
 	msg := strings.Replace(err.Error(), memlockHint, "", 1)

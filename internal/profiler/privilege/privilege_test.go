@@ -71,6 +71,9 @@ func TestExplainDropsTheMemlockHint(t *testing.T) {
 	if strings.Contains(err.Error(), "MEMLOCK") || !strings.Contains(err.Error(), "needs CAP_BPF and CAP_PERFMON") || !errors.Is(err, unix.EPERM) {
 		t.Fatalf("Explain = %v", err)
 	}
+	if twice := Explain(fmt.Errorf("task: %w", err)); strings.Count(twice.Error(), "needs CAP_BPF") != 1 {
+		t.Fatalf("explained twice: %v", twice)
+	}
 	other := errors.New("verifier: invalid mem access")
 	if Explain(other) != other || Explain(nil) != nil {
 		t.Fatal("Explain changed an unrelated error")
