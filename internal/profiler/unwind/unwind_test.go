@@ -66,7 +66,7 @@ func libcPath(t *testing.T) string {
 
 // snapshotOf stops pid with ptrace and copies its registers and up to max
 // bytes of its stack, as the BPF programs do at sample time.
-func snapshotOf(t *testing.T, pid, max int) *Snapshot {
+func snapshotOf(t testing.TB, pid, max int) *Snapshot {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -185,4 +185,27 @@ func TestSnapshotRead(t *testing.T) {
 			t.Fatalf("read %#x outside the copy", a)
 		}
 	}
+}
+
+// BenchmarkUnwind is the user-space cost of unwinding one sample: a
+// snapshot of a default-built workload (leaf <- caller <- main <- libc
+// start), taken once with ptrace, unwound again and again. Run with:
+//
+//	go test -run '^$' -bench Unwind -benchmem ./internal/profiler/unwind/
+func BenchmarkUnwind(b *testing.B) {
+	bin := workload.BuildCDefault(b, "callers.c")
+	p := workload.Start(b, bin, "deep", "20")
+	time.Sleep(100 * time.Millisecond)
+	u := New(Options{})
+	defer u.Close()
+	if err := u.Add(p.PID()); err != nil {
+		b.Fatal(err)
+	}
+	u.Wait(p.PID(), 10*time.Second)
+	s := snapshotOf(b, p.PID(), 32<<10)
+	var st Stack
+	for b.Loop() {
+		st = u.Unwind(p.PID(), s)
+	}
+	b.ReportMetric(float64(len(st.PCs)), "frames")
 }
