@@ -82,44 +82,43 @@ func (r *reader) fail(format string, args ...any) {
 	r.off = len(r.b)
 }
 
-func (r *reader) u8() byte {
-	if r.off+1 > len(r.b) {
+// take returns the next n bytes, or nil (and the error set) past the end.
+func (r *reader) take(n int) []byte {
+	if n > len(r.b)-r.off {
 		r.fail("truncated at offset %d", r.off)
-		return 0
+		return nil
 	}
-	v := r.b[r.off]
-	r.off++
+	v := r.b[r.off : r.off+n]
+	r.off += n
 	return v
+}
+
+func (r *reader) u8() byte {
+	if b := r.take(1); b != nil {
+		return b[0]
+	}
+	return 0
 }
 
 func (r *reader) u16() uint16 {
-	if r.off+2 > len(r.b) {
-		r.fail("truncated at offset %d", r.off)
-		return 0
+	if b := r.take(2); b != nil {
+		return binary.LittleEndian.Uint16(b)
 	}
-	v := binary.LittleEndian.Uint16(r.b[r.off:])
-	r.off += 2
-	return v
+	return 0
 }
 
 func (r *reader) u32() uint32 {
-	if r.off+4 > len(r.b) {
-		r.fail("truncated at offset %d", r.off)
-		return 0
+	if b := r.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
 	}
-	v := binary.LittleEndian.Uint32(r.b[r.off:])
-	r.off += 4
-	return v
+	return 0
 }
 
 func (r *reader) u64() uint64 {
-	if r.off+8 > len(r.b) {
-		r.fail("truncated at offset %d", r.off)
-		return 0
+	if b := r.take(8); b != nil {
+		return binary.LittleEndian.Uint64(b)
 	}
-	v := binary.LittleEndian.Uint64(r.b[r.off:])
-	r.off += 8
-	return v
+	return 0
 }
 
 func (r *reader) uleb() uint64 {
@@ -160,9 +159,7 @@ func (r *reader) bytes(n uint64) []byte {
 		r.fail("truncated at offset %d", r.off)
 		return nil
 	}
-	v := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return v
+	return r.take(int(n))
 }
 
 // ptr reads a pointer in encoding enc; secAddr is the address of the
