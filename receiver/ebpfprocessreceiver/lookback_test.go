@@ -1,0 +1,72 @@
+//go:build linux
+
+package ebpfprocessreceiver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
+	"github.com/contprof/contprof/internal/testhelper/workload"
+)
+
+func lookbackSet(t *testing.T, exe string, lookback string) *policy.Set {
+	t.Helper()
+	doc := "policies:\n- {name: p, target: on_cpu, selector: {process.executable.name: " + exe + "}, " +
+		"lookback: " + lookback + ", items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n" +
+		"- {name: q, target: off_cpu, items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n"
+	ps, err := policy.Parse([]byte(doc), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.NewSet(ps, time.Now())
+}
+
+// The record follows the policies at every scrape: only the processes a
+// policy with a lookback selects are sampled, and a policy change that
+// drops the selection (lookback off, another selector) stops the sampling
+// at the next scrape.
+func TestLookbackFollowsPolicies(t *testing.T) {
+	proftest.RequireEBPF(t, "the lookback sampler")
+	bin := workload.BuildC(t, "hotcpu.c")
+	a, b := workload.Start(t, bin), workload.Start(t, bin)
+	snap := &procfs.Snapshot{Samples: []procfs.Sample{
+		{Info: &procfs.Info{ID: procfs.ID{PID: int32(a.PID())}, ExeName: "app"}},
+		{Info: &procfs.Info{ID: procfs.ID{PID: int32(b.PID())}, ExeName: "other"}},
+	}}
+	l, err := newLookbackSync(LookbackConfig{Frequency: 19, MaxMemory: 16 << 20}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	ctx := context.Background()
+	check := func(step string, wantA, wantB bool) {
+		t.Helper()
+		if got := l.rec.IsSampled(a.PID()); got != wantA {
+			t.Errorf("%s: selected process sampled %v, want %v", step, got, wantA)
+		}
+		if got := l.rec.IsSampled(b.PID()); got != wantB {
+			t.Errorf("%s: other process sampled %v, want %v", step, got, wantB)
+		}
+	}
+
+	l.sync(ctx, snap, lookbackSet(t, "app", "10s"), nil)
+	check("lookback 10s on app", true, false)
+	l.sync(ctx, snap, lookbackSet(t, "app", "0s"), nil)
+	check("lookback turned off", false, false)
+	l.sync(ctx, snap, lookbackSet(t, "other", "5s"), nil)
+	check("selector changed to other", false, true)
+	if cs := l.rec.Coverage(); len(cs) != 1 || cs[0].PID != b.PID() || cs[0].Lookback != 5*time.Second {
+		t.Errorf("coverage %+v", cs)
+	}
+	l.sync(ctx, snap, nil, nil)
+	check("no policies", false, false)
+	if l.rec.Stats().Loaded {
+		t.Error("sampler still loaded with nothing selected")
+	}
+}
