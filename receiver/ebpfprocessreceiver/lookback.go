@@ -31,8 +31,14 @@ type lookbackSync struct {
 	// next replaces it every scrape (forgetting processes that are gone).
 	set         *policy.Set
 	cache, next map[*procfs.Info]time.Duration
-	sel         lookback.Selection
 	dropped     uint64
+
+	// pending carries the newest selection to the goroutine applying it:
+	// the first process loads the sampler, which must not hold up the
+	// scrape (and with it every policy's data).
+	pending chan lookback.Selection
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newLookbackSync(cfg LookbackConfig, logger *zap.Logger) (*lookbackSync, error) {
@@ -40,7 +46,26 @@ func newLookbackSync(cfg LookbackConfig, logger *zap.Logger) (*lookbackSync, err
 	if err != nil {
 		return nil, err
 	}
-	return &lookbackSync{rec: rec, logger: logger, cache: map[*procfs.Info]time.Duration{}, next: map[*procfs.Info]time.Duration{}}, nil
+	l := &lookbackSync{
+		rec: rec, logger: logger, cache: map[*procfs.Info]time.Duration{}, next: map[*procfs.Info]time.Duration{},
+		pending: make(chan lookback.Selection, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go l.apply()
+	return l, nil
+}
+
+func (l *lookbackSync) apply() {
+	defer close(l.done)
+	for {
+		select {
+		case <-l.stop:
+			return
+		case sel := <-l.pending:
+			if err := l.rec.Sync(sel); err != nil {
+				l.logger.Warn("Lookback record not started for some processes", zap.Error(privilege.Explain(err)))
+			}
+		}
+	}
 }
 
 // sync selects from one scrape's processes.
@@ -63,10 +88,13 @@ func (l *lookbackSync) sync(ctx context.Context, snap *procfs.Snapshot, set *pol
 	}
 	l.cache, l.next = l.next, l.cache
 	clear(l.next)
-	if err := l.rec.Sync(sel); err != nil {
-		l.logger.Warn("Lookback record not started for some processes", zap.Error(privilege.Explain(err)))
+	// Only the scraper sends: after taking a stale selection out, the
+	// send cannot block.
+	select {
+	case <-l.pending:
+	default:
 	}
-	l.sel = sel
+	l.pending <- sel
 	if tb != nil {
 		st := l.rec.Stats()
 		tb.ReceiverEbpfprocessLookbackMemory.Record(ctx, st.Bytes)
@@ -94,7 +122,11 @@ func selectedLookback(set *policy.Set, in *procfs.Info) time.Duration {
 	return d
 }
 
-func (l *lookbackSync) close() { _ = l.rec.Close() }
+func (l *lookbackSync) close() {
+	close(l.stop)
+	<-l.done
+	_ = l.rec.Close()
+}
 
 // prelude is the record of a task's process before its trigger, or nil:
 // for on_cpu tasks of a policy with a lookback that has a trigger time.
@@ -131,10 +163,5 @@ func (e *executor) LookbackCoverage() []control.LookbackCoverage {
 	if l == nil {
 		return nil
 	}
-	cs := l.rec.Coverage()
-	out := make([]control.LookbackCoverage, len(cs))
-	for i, c := range cs {
-		out[i] = control.LookbackCoverage(c)
-	}
-	return out
+	return l.rec.Coverage()
 }

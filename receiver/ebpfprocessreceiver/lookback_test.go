@@ -45,14 +45,23 @@ func TestLookbackFollowsPolicies(t *testing.T) {
 	}
 	defer l.close()
 	ctx := context.Background()
+	// A change applies within one collection interval (1 s), but for the
+	// first load of the sampler, which may take seconds on a busy machine.
 	check := func(step string, wantA, wantB bool) {
 		t.Helper()
-		if got := l.rec.IsSampled(a.PID()); got != wantA {
-			t.Errorf("%s: selected process sampled %v, want %v", step, got, wantA)
+		limit := time.Second
+		if !l.rec.Stats().Loaded {
+			limit = 30 * time.Second
 		}
-		if got := l.rec.IsSampled(b.PID()); got != wantB {
-			t.Errorf("%s: other process sampled %v, want %v", step, got, wantB)
+		start := time.Now()
+		for l.rec.IsSampled(a.PID()) != wantA || l.rec.IsSampled(b.PID()) != wantB {
+			if time.Since(start) > limit {
+				t.Fatalf("%s: after %v selected process sampled %v, other %v; want %v, %v",
+					step, limit, l.rec.IsSampled(a.PID()), l.rec.IsSampled(b.PID()), wantA, wantB)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
+		t.Logf("%s: applied after %v", step, time.Since(start))
 	}
 
 	l.sync(ctx, snap, lookbackSet(t, "app", "10s"), nil)
@@ -66,7 +75,9 @@ func TestLookbackFollowsPolicies(t *testing.T) {
 	}
 	l.sync(ctx, snap, nil, nil)
 	check("no policies", false, false)
-	if l.rec.Stats().Loaded {
-		t.Error("sampler still loaded with nothing selected")
+	for start := time.Now(); l.rec.Stats().Loaded; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > time.Second {
+			t.Fatal("sampler still loaded with nothing selected")
+		}
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/control"
-	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/control/dispatch"
+	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 )
 

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 )
@@ -97,6 +98,8 @@ type Recorder struct {
 	opts Options
 	mgr  *oncpu.Manager
 
+	// syncMu serializes Sync; mu guards the rings.
+	syncMu  sync.Mutex
 	mu      sync.Mutex
 	procs   map[int]*ring
 	bytes   int64
@@ -171,9 +174,14 @@ func (r *Recorder) loop() {
 // rings are dropped) now. It returns the errors of processes that could
 // not be added, once per process.
 func (r *Recorder) Sync(sel Selection) error {
+	// One Sync at a time; the lock of the rings is not held while
+	// processes are added (the first loads the sampler, seconds on a busy
+	// machine), so filling, Window and Stats go on meanwhile.
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return stackprof.ErrClosed
 	}
 	for pid, rg := range r.procs {
@@ -188,21 +196,28 @@ func (r *Recorder) Sync(sel Selection) error {
 			delete(r.failed, pid)
 		}
 	}
-	var errs []error
+	var add []int
 	for pid, s := range sel {
-		if r.procs[pid] != nil || s.Lookback <= 0 {
-			continue
+		if _, failed := r.failed[pid]; r.procs[pid] == nil && s.Lookback > 0 && !failed {
+			add = append(add, pid)
 		}
-		if _, failed := r.failed[pid]; failed {
-			continue
-		}
+	}
+	r.mu.Unlock()
+
+	var errs []error
+	for _, pid := range add {
 		sub, err := r.mgr.Acquire(pid)
-		if err != nil {
-			r.failed[pid] = s
+		r.mu.Lock()
+		switch {
+		case err != nil:
+			r.failed[pid] = sel[pid]
 			errs = append(errs, fmt.Errorf("lookback: %w", err))
-			continue
+		case r.closed:
+			_ = sub.Close()
+		default:
+			r.procs[pid] = &ring{sel: sel[pid], sub: sub}
 		}
-		r.procs[pid] = &ring{sel: s, sub: sub}
+		r.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -298,16 +313,9 @@ func (r *Recorder) Window(pid int, from, to time.Time) (samples []stackprof.RawS
 	return samples, start, end
 }
 
-// Coverage is what one process's ring holds.
-type Coverage struct {
-	PID      int           `json:"pid"`
-	Lookback time.Duration `json:"lookback"`
-	// From and To bound the time the ring covers (zero when empty).
-	From    time.Time `json:"from,omitzero"`
-	To      time.Time `json:"to,omitzero"`
-	Samples uint64    `json:"samples"`
-	Bytes   int64     `json:"bytes"`
-}
+// Coverage is what one process's ring holds (the form GET
+// /api/v1/processes shows).
+type Coverage = control.LookbackCoverage
 
 // Coverage lists the recorded processes.
 func (r *Recorder) Coverage() []Coverage {
