@@ -281,13 +281,11 @@ func (c *Collection[V]) PythonStack(pid uint32, id uint64) *cpython.RawStack {
 
 // PythonStack is Collection.PythonStack for sources that receive samples
 // outside Collect (a ring buffer reader).
+//
+// It does not take the profiler's lock (the registry has its own): a
+// collection holds that lock while it waits for the reader (Sync).
 func (p *Profiler[V]) PythonStack(pid uint32, id uint64) *cpython.RawStack {
-	if id == 0 || p.py == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	if p.py == nil {
 		return nil
 	}
 	return p.py.Stack(pid, id)
