@@ -179,9 +179,14 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 	}
 	var run profileRun
 	var err error
+	// started is when the task's own samples begin (on_cpu).
+	var started time.Time
 	switch t.Target {
 	case policy.TargetOnCPU:
-		run, err = e.oncpu.StartTask(e.sym, spec)
+		var r *oncpu.TaskRun
+		if r, err = e.oncpu.StartTask(e.sym, spec); err == nil {
+			run, started = r, r.Started()
+		}
 	case policy.TargetOffCPU:
 		run, err = e.offcpu.StartTask(e.sym, spec)
 	default:
@@ -191,8 +196,8 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 		return nil, err
 	}
 	// Taken now, before the record moves on: the samples from
-	// [trigger - lookback, now).
-	pre := e.prelude(t, proc.PID, time.Now())
+	// [trigger - lookback, the task's first sample).
+	pre := e.prelude(t, proc.PID, started)
 	// Only a task's process is prepared for its JIT runtime (a JVM is
 	// attached to), never a process that is just monitored.
 	js := e.jit.Start(proc.PID)

@@ -285,8 +285,7 @@ func TestSpikeLookback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	taskStart := time.Now()
-	pre := r.Prelude(pid, trigger, lookback, taskStart, taskFreq, sym)
+	pre := r.Prelude(pid, trigger, lookback, run.Started(), taskFreq, sym)
 	if pre == nil {
 		t.Fatal("no lookback samples")
 	}

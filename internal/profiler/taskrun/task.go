@@ -25,11 +25,13 @@ type Task struct {
 
 // Run is a started task.
 type Run struct {
-	pid    int
-	loop   *Loop
-	sym    *symbolize.Symbolizer
-	sub    io.Closer
-	report func(final bool) (*profiles.Profile, error)
+	pid int
+	// started is when the subscription began: samples count from then.
+	started time.Time
+	loop    *Loop
+	sym     *symbolize.Symbolizer
+	sub     io.Closer
+	report  func(final bool) (*profiles.Profile, error)
 }
 
 // Start checks t and subscribes to the profiler for t.PID with acquire;
@@ -47,14 +49,19 @@ func Start[S io.Closer](target string, sym *symbolize.Symbolizer, t Task,
 	if err != nil {
 		return nil, err
 	}
+	started := time.Now()
 	// Best effort: a failure only means frames of this process may stay
 	// unsymbolized if it exits before the first drain.
 	_ = sym.Preload(t.PID)
 	return &Run{
-		pid: t.PID, loop: loop, sym: sym, sub: sub,
+		pid: t.PID, started: started, loop: loop, sym: sym, sub: sub,
 		report: func(final bool) (*profiles.Profile, error) { return report(sub, final) },
 	}, nil
 }
+
+// Started is when the task began to gather samples (its subscription
+// started; the profiler was loaded before).
+func (r *Run) Started() time.Time { return r.started }
 
 // Run emits a profile for every report interval that gathered something,
 // and a final one, until the duration elapses, the process exits (a clean
