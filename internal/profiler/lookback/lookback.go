@@ -283,34 +283,56 @@ func (r *Recorder) removeOldestLocked(rg *ring) {
 	r.bytes -= b.bytes
 }
 
+// Part is one bucket's samples in a window, with the share of the bucket's
+// time the window covers (the samples of a bucket carry no times of their
+// own, so a bucket cut by the window counts in proportion).
+type Part struct {
+	Samples    []stackprof.RawSample[oncpu.Count]
+	Fraction   float64
+	Start, End time.Time
+}
+
 // Window is what the ring of process pid holds from from (inclusive) to
-// to (exclusive), at bucket resolution: a bucket counts when its middle
-// falls in the window. It first moves what the sampler has gathered since
-// the last bucket into the ring. start and end are the times the returned
-// samples cover (zero when there are none).
-func (r *Recorder) Window(pid int, from, to time.Time) (samples []stackprof.RawSample[oncpu.Count], start, end time.Time) {
+// to (exclusive), oldest first. It first moves what the sampler has
+// gathered since the last bucket into the ring.
+func (r *Recorder) Window(pid int, from, to time.Time) []Part {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rg := r.procs[pid]
-	if rg == nil {
-		return nil, time.Time{}, time.Time{}
+	if r.procs[pid] == nil {
+		return nil
 	}
 	r.fillLocked(time.Now())
-	if rg = r.procs[pid]; rg == nil {
-		return nil, time.Time{}, time.Time{}
+	rg := r.procs[pid]
+	if rg == nil {
+		return nil
 	}
+	var parts []Part
 	for _, b := range rg.buckets {
-		mid := b.start.Add(b.end.Sub(b.start) / 2)
-		if mid.Before(from) || !mid.Before(to) {
+		lo, hi := maxTime(b.start, from), minTime(b.end, to)
+		if !lo.Before(hi) {
 			continue
 		}
-		if start.IsZero() {
-			start = b.start
+		f := 1.0
+		if d := b.end.Sub(b.start); d > 0 {
+			f = float64(hi.Sub(lo)) / float64(d)
 		}
-		end = b.end
-		samples = append(samples, b.samples...)
+		parts = append(parts, Part{Samples: b.samples, Fraction: f, Start: lo, End: hi})
 	}
-	return samples, start, end
+	return parts
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Coverage is what one process's ring holds (the form GET

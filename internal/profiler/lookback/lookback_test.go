@@ -103,8 +103,8 @@ func TestOnlySelectedAndRemoval(t *testing.T) {
 		t.Errorf("after removal: %+v; want nothing loaded or kept", st)
 	}
 	time.Sleep(time.Second)
-	if raw, _, _ := r.Window(a.PID(), time.Now().Add(-time.Minute), time.Now()); len(raw) != 0 {
-		t.Errorf("%d samples recorded after removal", len(raw))
+	if parts := r.Window(a.PID(), time.Now().Add(-time.Minute), time.Now()); len(parts) != 0 {
+		t.Errorf("%d buckets recorded after removal", len(parts))
 	}
 	if got := proftest.OpenFDs(t); got > fds {
 		t.Errorf("%d file descriptors open after unload, %d before", got, fds)

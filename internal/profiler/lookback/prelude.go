@@ -41,16 +41,33 @@ func (r *Recorder) Prelude(pid int, trigger time.Time, lookback time.Duration, t
 		{trigger.Add(-lookback), trigger, profiles.PhaseBeforeTrigger},
 		{trigger, taskStart, profiles.PhaseDuring},
 	} {
-		raw, start, _ := r.Window(pid, w.from, w.to)
-		if len(raw) == 0 {
-			continue
+		// Each stack once per phase: its buckets' counts, scaled and cut
+		// by the window, summed.
+		var order []string
+		stacks := map[string]stackprof.RawSample[oncpu.Count]{}
+		weights := map[string]float64{}
+		for _, part := range r.Window(pid, w.from, w.to) {
+			if p.Start.IsZero() || part.Start.Before(p.Start) {
+				p.Start = part.Start
+			}
+			for _, rs := range part.Samples {
+				st := stackprof.Stack{User: rs.User, Kernel: rs.Kernel, UserLost: rs.UserLost, KernelLost: rs.KernelLost, Truncated: rs.Truncated}
+				k := st.Key()
+				if _, ok := stacks[k]; !ok {
+					stacks[k] = rs
+					order = append(order, k)
+				}
+				weights[k] += float64(rs.Value) * scale * part.Fraction
+			}
 		}
-		if p.Start.IsZero() || start.Before(p.Start) {
-			p.Start = start
+		b := stackprof.Batch[oncpu.Count]{PID: pid}
+		for _, k := range order {
+			rs := stacks[k]
+			if rs.Value = oncpu.Count(math.Round(weights[k])); rs.Value > 0 {
+				b.Samples = append(b.Samples, rs)
+			}
 		}
-		b := stackprof.Batch[oncpu.Count]{PID: pid, Samples: raw}
 		for _, s := range b.Profile(sym, nil, nil).Samples {
-			s.Value = int64(math.Round(float64(s.Value) * scale))
 			s.Labels = map[string]string{profiles.AttrPhase: w.phase}
 			p.Samples = append(p.Samples, s)
 		}
