@@ -83,7 +83,13 @@ func startCollector(t testing.TB, configPath string, env ...string) *collector {
 // command wrapper (e.g. setpriv and its options).
 func startCollectorVia(t testing.TB, wrapper []string, configPath string, env ...string) *collector {
 	t.Helper()
-	bin := collectorBinary(t)
+	return startCollectorBinary(t, collectorBinary(t), wrapper, configPath, env...)
+}
+
+// startCollectorBinary is startCollectorVia for a given binary (benchmarks
+// compare against a baseline build).
+func startCollectorBinary(t testing.TB, bin string, wrapper []string, configPath string, env ...string) *collector {
+	t.Helper()
 	c := &collector{t: t, output: &syncBuffer{}, done: make(chan struct{})}
 	argv := append(append(slices.Clone(wrapper), bin), "--config", configPath, "--feature-gates=service.profilesSupport")
 	c.cmd = exec.Command(argv[0], argv[1:]...)

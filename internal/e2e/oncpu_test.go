@@ -17,7 +17,7 @@ import (
 )
 
 // requireRoot skips (or, in CI, fails) tests that need eBPF.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -30,7 +30,7 @@ func requireRoot(t *testing.T) {
 
 // copyAs copies the program bin to a file called name in a temporary
 // directory: policies select workloads by executable name.
-func copyAs(t *testing.T, bin, name string) string {
+func copyAs(t testing.TB, bin, name string) string {
 	t.Helper()
 	data, err := os.ReadFile(bin)
 	if err != nil {
@@ -45,7 +45,7 @@ func copyAs(t *testing.T, bin, name string) string {
 
 // startBusy runs bin as name at a raised priority, so it keeps its CPU
 // share on a busy machine.
-func startBusy(t *testing.T, bin, name string) *workload.Process {
+func startBusy(t testing.TB, bin, name string) *workload.Process {
 	t.Helper()
 	w := workload.Start(t, copyAs(t, bin, name))
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), -10)

@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contprof/contprof/internal/testhelper/workload"
+)
+
+// Whole-collector benchmarks: the real distribution, measured from outside
+// as a user would. On a shared machine one figure means little, so each
+// benchmark runs CONTPROF_BENCH_ROUNDS rounds (default 3) and, when
+// CONTPROF_BENCH_BASELINE names another otelcol-contprof binary, alternates
+// it with this build round by round: both see the same load.
+
+func benchRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// benchBinaries lists the builds to compare: this one ("new") and the
+// baseline ("base") when set.
+func benchBinaries(b *testing.B) []struct{ name, path string } {
+	bins := []struct{ name, path string }{{"new", collectorBinary(b)}}
+	if base := os.Getenv("CONTPROF_BENCH_BASELINE"); base != "" {
+		if _, err := os.Stat(base); err != nil {
+			b.Fatalf("CONTPROF_BENCH_BASELINE: %v", err)
+		}
+		bins = append(bins, struct{ name, path string }{"base", base})
+	}
+	return bins
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// rounds lists every round's figure, sorted: the spread to report.
+func rounds(xs []float64) string {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	parts := make([]string, len(s))
+	for i, x := range s {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// procCPU is the user+system CPU time of a process.
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ 100
+}
+
+// procRSS is VmRSS of a process in bytes.
+func procRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// countProcs is how many processes the host has (what the receiver scrapes).
+func countProcs() int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkProcMetrics is the /proc metrics cost of the whole collector:
+// 500 idle processes besides the host's own, ebpfprocess every second into
+// continuousprofiling and the debug exporter (verbosity basic), no policy
+// firing. cpu-us/proc/scrape is the collector process's CPU time (utime +
+// stime from /proc) per process per scrape over CONTPROF_BENCH_SECONDS
+// (default 30) after a warm-up; rss-MB its resident memory at the end.
+func BenchmarkProcMetrics(b *testing.B) {
+	requireRoot(b)
+	secs := 30
+	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
+		secs = n
+	}
+	var kids []*exec.Cmd
+	b.Cleanup(func() {
+		for _, c := range kids {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	for range 500 {
+		c := exec.Command("sleep", "100000")
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		kids = append(kids, c)
+	}
+	cfg := writeConfig(b, testConfig{
+		Policies: `
+- name: never
+  selector: { process.executable.name: contprof-none }
+  target: on_cpu
+  items:
+    - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`,
+		APIPort: freePort(b),
+	}.yaml())
+	bins := benchBinaries(b)
+	cpu := map[string][]float64{}
+	rss := map[string][]float64{}
+	for range b.N {
+		for r := range benchRounds() {
+			for _, bin := range bins {
+				if r%2 == 1 { // alternate which build goes first
+					bin = bins[len(bins)-1-slices.Index(bins, bin)]
+				}
+				c := startCollectorBinary(b, bin.path, nil, cfg)
+				c.waitFor("Everything is ready", time.Minute)
+				time.Sleep(5 * time.Second) // identities known, heap settled
+				pid := c.cmd.Process.Pid
+				c0, _ := procCPU(pid)
+				t0 := time.Now()
+				procs := 0
+				for range secs {
+					time.Sleep(time.Second)
+					procs += countProcs()
+				}
+				c1, err := procCPU(pid)
+				if err != nil {
+					b.Fatalf("%s collector: %v", bin.name, err)
+				}
+				elapsed := time.Since(t0)
+				perScrape := float64(procs) / float64(secs) * elapsed.Seconds() // process-scrapes
+				cpu[bin.name] = append(cpu[bin.name], float64((c1-c0).Microseconds())/perScrape)
+				rss[bin.name] = append(rss[bin.name], float64(procRSS(pid))/(1<<20))
+				c.stop(10 * time.Second)
+			}
+		}
+	}
+	for _, bin := range bins {
+		suffix := ""
+		if bin.name != "new" {
+			suffix = "-" + bin.name
+		}
+		b.ReportMetric(median(cpu[bin.name]), "cpu-us/proc/scrape"+suffix)
+		b.ReportMetric(median(rss[bin.name]), "rss-MB"+suffix)
+		b.Logf("%s: cpu-us/proc/scrape %s; rss-MB %s", bin.name, rounds(cpu[bin.name]), rounds(rss[bin.name]))
+	}
+}
+
+// BenchmarkTriggerLatency is how long after the end of the crossing second
+// that completes a policy the task exists (created) and profiles (started):
+// a burning process, process_cpu over 20 % for 2 of 3 seconds.
+func BenchmarkTriggerLatency(b *testing.B) {
+	requireRoot(b)
+	bin := workload.BuildC(b, "hotcpu.c")
+	bins := benchBinaries(b)
+	created := map[string][]float64{}
+	started := map[string][]float64{}
+	for range b.N {
+		for r := range benchRounds() {
+			for _, cb := range bins {
+				if r%2 == 1 {
+					cb = bins[len(bins)-1-slices.Index(bins, cb)]
+				}
+				port := freePort(b)
+				cfg := writeConfig(b, testConfig{
+					Policies: `
+- name: lat
+  selector: { process.executable.name: contprof-lat }
+  target: on_cpu
+  duration: 3s
+  items:
+    - { monitor: process_cpu, threshold: 20, period: 3, count: 2 }`,
+					APIPort:  port,
+					Receiver: "include: { executables: [contprof-lat] }",
+					Signals:  []string{"profiles"},
+				}.yaml())
+				c := startCollectorBinary(b, cb.path, nil, cfg)
+				c.waitFor("Everything is ready", time.Minute)
+				w := startBusy(b, bin, "contprof-lat")
+				task := waitTask(b, apiURL(port), time.Minute, func(x apiTask) bool {
+					return len(x.Processes) == 1 && x.Processes[0].PID == w.PID() && !x.Started.IsZero()
+				})
+				at := task.Causes[0].At
+				created[cb.name] = append(created[cb.name], task.Created.Sub(at).Seconds()*1000)
+				started[cb.name] = append(started[cb.name], task.Started.Sub(at).Seconds()*1000)
+				w.Stop()
+				c.stop(10 * time.Second)
+			}
+		}
+	}
+	for _, cb := range bins {
+		suffix := ""
+		if cb.name != "new" {
+			suffix = "-" + cb.name
+		}
+		b.ReportMetric(median(created[cb.name]), "created-ms"+suffix)
+		b.ReportMetric(median(started[cb.name]), "started-ms"+suffix)
+		b.Logf("%s: created-ms %s; started-ms %s", cb.name, rounds(created[cb.name]), rounds(started[cb.name]))
+	}
+}
+
