@@ -18,13 +18,20 @@
 // still in the task's saved user registers. One tracepoint hit per system
 // call, no per-thread state.
 //
-// Two attachment flavours share the logic: per-syscall tracepoints
+// Three attachment flavours share the logic: the socket tracepoints
+// (sock:sock_send_length and sock:sock_recv_length, Linux 6.3+, fired at the
+// end of every socket send and receive with its result, plus
+// sock:inet_sock_set_state for close), per-syscall tracepoints
 // (syscalls/sys_exit_*; needs tracefs to resolve ids) and the raw sys_exit
-// tracepoint (no tracefs needed; fires for every system call).
+// tracepoint (no tracefs needed; fires for every system call). Any syscall
+// tracepoint puts every task of the machine on the slow system call path
+// (several hundred ns a call); the socket tracepoints run only where a
+// socket sends or receives, so they are preferred.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "contprof.h"
 
 #define PATH_LEN 128
@@ -402,6 +409,54 @@ int sys_exit_io(struct sys_exit_ctx *ctx)
 	if (!is_target(tgid))
 		return 0;
 	return on_exit(tgid, ctx->nr, ctx->ret);
+}
+
+// Socket tracepoints: in the context of the system call that sends or
+// receives (its number and arguments are in the task's saved registers);
+// sends from the kernel itself (sendfile, splice) carry another number and
+// are ignored like any other system call.
+static __always_inline int on_sock(int ret)
+{
+	if (ret < 1)
+		return 0;
+	__u32 tgid = current_tgid();
+	if (!is_target(tgid))
+		return 0;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return on_exit(tgid, SYSCALL_NR(regs), ret);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_sock(ret);
+}
+
+#define MSG_PEEK 2
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (flags & MSG_PEEK)
+		return 0; // the same bytes come again
+	return on_sock(ret);
+}
+
+// Closing a TCP socket changes its state inside close(2): the fd is the
+// system call's argument. (Without it, the fd's next request would replace
+// a pending one anyway.)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 tgid = current_tgid();
+
+	if (!is_target(tgid))
+		return 0;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (SYSCALL_NR(regs) != NR_close)
+		return 0;
+	on_close(tgid, SYSCALL_EXIT_ARG0(regs));
+	return 0;
 }
 
 // Raw sys_exit: for hosts without tracefs.

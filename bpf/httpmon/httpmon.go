@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/contprof/contprof/bpf/load"
 )
@@ -93,6 +94,13 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, err
 	}
 	var objs Objects
+	// The socket tracepoints' programs only where the kernel has them
+	// (6.3+): elsewhere the syscall flavours load alone.
+	var into any = &objs
+	sc := &syscallObjects{}
+	if !HasSockTracepoints() {
+		into = sc
+	}
 	err = load.Load(spec, load.Settings{
 		Entries: map[string]uint32{
 			httpmonMapTargetPids: (cfg.PIDLimit + 63) / 64,
@@ -104,11 +112,36 @@ func Load(cfg Config) (*Objects, error) {
 			httpmonVarPidnsIno:    cfg.PIDNamespaceIno,
 			httpmonVarWakeupBytes: cfg.WakeupBytes,
 		},
-	}, &objs, "HTTP monitor")
+	}, into, "HTTP monitor")
 	if err != nil {
 		return nil, err
 	}
+	if into == any(sc) {
+		objs.SysExitIo, objs.RawSysExit, objs.httpmonMaps = sc.SysExitIo, sc.RawSysExit, sc.httpmonMaps
+	}
 	return &objs, nil
+}
+
+// syscallObjects are the programs every kernel loads, and the maps.
+type syscallObjects struct {
+	SysExitIo  *ebpf.Program `ebpf:"sys_exit_io"`
+	RawSysExit *ebpf.Program `ebpf:"raw_sys_exit"`
+	httpmonMaps
+}
+
+// HasSockTracepoints reports whether the kernel has the sock_send_length and
+// sock_recv_length tracepoints (BTF).
+func HasSockTracepoints() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	for _, name := range []string{"btf_trace_sock_send_length", "btf_trace_sock_recv_length", "btf_trace_inet_sock_set_state"} {
+		if _, err := spec.AnyTypeByName(name); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Program returns the program of one attachment flavour: raw false gives
@@ -119,6 +152,16 @@ func (o *Objects) Program(raw bool) *ebpf.Program {
 		return o.RawSysExit
 	}
 	return o.SysExitIo
+}
+
+// SockPrograms are the programs of the socket tracepoint flavour, by
+// tracepoint name (attached as tp_btf).
+func (o *Objects) SockPrograms() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		"sock_send_length":    o.SockSend,
+		"sock_recv_length":    o.SockRecv,
+		"inet_sock_set_state": o.SockState,
+	}
 }
 
 // Close releases the programs and maps.

@@ -53,6 +53,9 @@ const (
 	httpmonMapStats           = "stats"
 	httpmonMapTargetPids      = "target_pids"
 	httpmonProgRawSysExit     = "raw_sys_exit"
+	httpmonProgSockRecv       = "sock_recv"
+	httpmonProgSockSend       = "sock_send"
+	httpmonProgSockState      = "sock_state"
 	httpmonProgSysExitIo      = "sys_exit_io"
 	httpmonVarPidnsDev        = "pidns_dev"
 	httpmonVarPidnsIno        = "pidns_ino"
@@ -103,6 +106,9 @@ type httpmonSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpmonProgramSpecs struct {
 	RawSysExit *ebpf.ProgramSpec `ebpf:"raw_sys_exit"`
+	SockRecv   *ebpf.ProgramSpec `ebpf:"sock_recv"`
+	SockSend   *ebpf.ProgramSpec `ebpf:"sock_send"`
+	SockState  *ebpf.ProgramSpec `ebpf:"sock_state"`
 	SysExitIo  *ebpf.ProgramSpec `ebpf:"sys_exit_io"`
 }
 
@@ -176,12 +182,18 @@ type httpmonVariables struct {
 // It can be passed to loadHttpmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpmonPrograms struct {
 	RawSysExit *ebpf.Program `ebpf:"raw_sys_exit"`
+	SockRecv   *ebpf.Program `ebpf:"sock_recv"`
+	SockSend   *ebpf.Program `ebpf:"sock_send"`
+	SockState  *ebpf.Program `ebpf:"sock_state"`
 	SysExitIo  *ebpf.Program `ebpf:"sys_exit_io"`
 }
 
 func (p *httpmonPrograms) Close() error {
 	return _HttpmonClose(
 		p.RawSysExit,
+		p.SockRecv,
+		p.SockSend,
+		p.SockState,
 		p.SysExitIo,
 	)
 }

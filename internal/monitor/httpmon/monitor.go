@@ -39,9 +39,15 @@ import (
 
 // Attachment flavours.
 const (
-	// AttachAuto uses the per-syscall tracepoints when tracefs is available
-	// and the raw sys_exit tracepoint otherwise.
+	// AttachAuto uses the socket tracepoints where the kernel has them,
+	// else the per-syscall tracepoints when tracefs is available, else the
+	// raw sys_exit tracepoint.
 	AttachAuto = ""
+	// AttachSock uses sock:sock_send_length, sock:sock_recv_length and
+	// sock:inet_sock_set_state (tp_btf, Linux 6.3+): programs run only for
+	// socket sends and receives, and no task is put on the slow system
+	// call path (which any syscall tracepoint does to every task).
+	AttachSock = "sock"
 	// AttachTracepoint uses syscalls/sys_exit_<name> (needs tracefs).
 	AttachTracepoint = "tracepoint"
 	// AttachRawTracepoint uses the raw sys_exit tracepoint (no tracefs
@@ -99,9 +105,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, fmt.Errorf("poll_interval: %v is out of range [1ms, 10s]", o.PollInterval))
 	}
 	switch o.Attach {
-	case AttachAuto, AttachTracepoint, AttachRawTracepoint:
+	case AttachAuto, AttachSock, AttachTracepoint, AttachRawTracepoint:
 	default:
-		errs = append(errs, fmt.Errorf("attach: %q is not one of %q, %q, %q", o.Attach, AttachAuto, AttachTracepoint, AttachRawTracepoint))
+		errs = append(errs, fmt.Errorf("attach: %q is not one of %q, %q, %q, %q", o.Attach, AttachAuto, AttachSock, AttachTracepoint, AttachRawTracepoint))
 	}
 	return errors.Join(errs...)
 }
@@ -190,11 +196,19 @@ func Open(opts Options) (_ *Monitor, err error) {
 	}()
 
 	switch opts.Attach {
+	case AttachSock:
+		err = m.attachSock()
 	case AttachTracepoint:
 		err = m.attachTracepoints()
 	case AttachRawTracepoint:
 		err = m.attachRaw()
 	default:
+		if bpfhttpmon.HasSockTracepoints() {
+			if err = m.attachSock(); err == nil {
+				break
+			}
+			m.closeLinks()
+		}
 		if err = m.attachTracepoints(); err != nil {
 			tpErr := err
 			m.closeLinks()
@@ -236,6 +250,22 @@ func (m *Monitor) attachTracepoints() error {
 	return nil
 }
 
+func (m *Monitor) attachSock() error {
+	progs := m.objs.SockPrograms()
+	for _, name := range []string{"sock_send_length", "sock_recv_length", "inet_sock_set_state"} {
+		if progs[name] == nil {
+			return fmt.Errorf("http monitor: the kernel has no tracepoint sock:%s", name)
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: progs[name], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return fmt.Errorf("http monitor: attach tp_btf/%s: %w", name, err)
+		}
+		m.links = append(m.links, l)
+	}
+	m.attach = AttachSock
+	return nil
+}
+
 func (m *Monitor) attachRaw() error {
 	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_exit", Program: m.objs.Program(true)})
 	if err != nil {
@@ -246,8 +276,8 @@ func (m *Monitor) attachRaw() error {
 	return nil
 }
 
-// Attachment reports the tracepoint flavour in use: AttachTracepoint or
-// AttachRawTracepoint.
+// Attachment reports the tracepoint flavour in use: AttachSock,
+// AttachTracepoint or AttachRawTracepoint.
 func (m *Monitor) Attachment() string { return m.attach }
 
 // Notes describe features the kernel refused that monitoring works

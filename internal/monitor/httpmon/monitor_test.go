@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
 )
 
 // errorRateScenario drives n keep-alive requests to srv's /work (which
@@ -83,7 +85,10 @@ func TestGoServerErrorRate(t *testing.T) {
 	before := tracefs()
 	m := openMonitor(t, Options{})
 	want := AttachRawTracepoint
-	if before {
+	switch {
+	case bpfhttpmon.HasSockTracepoints():
+		want = AttachSock
+	case before:
 		want = AttachTracepoint
 	}
 	// Another test package may mount tracefs meanwhile; judge only a
@@ -102,6 +107,20 @@ func TestPythonServerErrorRate(t *testing.T) {
 	srv := startServer(t, python3(t), serversDir(t)+"/pyserver.py", "0.03")
 	m := openMonitor(t, Options{})
 	errorRateScenario(t, m, srv, 200, 4)
+}
+
+// The syscall tracepoint flavour (kernels before 6.3) sees the same.
+func TestTracepointAttachment(t *testing.T) {
+	requireEBPF(t)
+	if _, err := os.Stat("/sys/kernel/tracing/events/syscalls"); err != nil {
+		t.Skip("tracefs is not mounted")
+	}
+	srv := startServer(t, goServer(t), "-sleep", "30ms")
+	m := openMonitor(t, Options{Attach: AttachTracepoint})
+	if m.Attachment() != AttachTracepoint {
+		t.Fatalf("attachment = %q", m.Attachment())
+	}
+	errorRateScenario(t, m, srv, 100, 2)
 }
 
 // The raw-tracepoint flavour (used when tracefs is missing) sees the same.
@@ -403,7 +422,7 @@ func TestOneByteReadAhead(t *testing.T) {
 func TestClientTimeoutIsUnmatched(t *testing.T) {
 	requireEBPF(t)
 	srv := startServer(t, goServer(t), "-sleep", "2s")
-	for _, attach := range []string{AttachAuto, AttachRawTracepoint} {
+	for _, attach := range []string{AttachAuto, AttachTracepoint, AttachRawTracepoint} {
 		t.Run("attach="+attach, func(t *testing.T) {
 			m := openMonitor(t, Options{Attach: attach})
 			pid, run := startHeld(t, "curl", "-sS", "-m", "0.3", srv.url+"/work")

@@ -26,7 +26,7 @@ import (
 //	go test -run ^$ -bench Overhead -benchtime 1x -v -timeout 10m ./internal/monitor/httpmon/
 //
 // CONTPROF_OVERHEAD_DURATION (default 10s), CONTPROF_OVERHEAD_ROUNDS
-// (default 3), CONTPROF_OVERHEAD_ATTACH (tracepoint | raw_tracepoint),
+// (default 3), CONTPROF_OVERHEAD_ATTACH (sock | tracepoint | raw_tracepoint),
 // CONTPROF_OVERHEAD_WRK (default "-t2 -c50") tune it, and
 // CONTPROF_OVERHEAD_IDLE=1 adds rounds with the programs attached but no
 // process monitored.
@@ -115,12 +115,11 @@ func overhead(t testing.TB) {
 				}
 			}
 		}()
-		prog := m.objs.Program(m.Attachment() == AttachRawTracepoint)
-		runBefore, countBefore := progRunTime(t, prog)
+		runBefore, countBefore := attachedRunTime(t, m)
 		cpuBefore := selfCPU(t)
 		r := runWrk()
 		userCPU := selfCPU(t) - cpuBefore
-		runAfter, countAfter := progRunTime(t, prog)
+		runAfter, countAfter := attachedRunTime(t, m)
 		bpfCPU := runAfter - runBefore
 		if withStats {
 			t.Logf("  BPF program: %d runs (%.1f per exchange), %.0f ns per run", countAfter-countBefore,
@@ -302,4 +301,24 @@ func progRunTime(t testing.TB, p *ebpf.Program) (time.Duration, uint64) {
 		t.Fatal(err)
 	}
 	return st.Runtime, st.RunCount
+}
+
+// attachedRunTime sums the run time and run count of the programs of the
+// monitor's attachment flavour.
+func attachedRunTime(t testing.TB, m *Monitor) (time.Duration, uint64) {
+	progs := []*ebpf.Program{m.objs.Program(m.Attachment() == AttachRawTracepoint)}
+	if m.Attachment() == AttachSock {
+		progs = progs[:0]
+		for _, p := range m.objs.SockPrograms() {
+			progs = append(progs, p)
+		}
+	}
+	var run time.Duration
+	var n uint64
+	for _, p := range progs {
+		r, c := progRunTime(t, p)
+		run += r
+		n += c
+	}
+	return run, n
 }
