@@ -263,28 +263,10 @@ func pointTime(b *testing.B, sink *otlpSink, pid int, secondEnd time.Time) time.
 	b.Helper()
 	var found time.Time
 	sink.waitMetrics(b, 10*time.Second, func(all []pmetric.Metrics) bool {
-		for _, md := range all {
-			for i := 0; i < md.ResourceMetrics().Len(); i++ {
-				rm := md.ResourceMetrics().At(i)
-				if v, ok := rm.Resource().Attributes().Get("process.pid"); !ok || v.Int() != int64(pid) {
-					continue
-				}
-				for j := 0; j < rm.ScopeMetrics().Len(); j++ {
-					ms := rm.ScopeMetrics().At(j).Metrics()
-					for k := 0; k < ms.Len(); k++ {
-						if ms.At(k).Name() != "process.cpu.utilization" {
-							continue
-						}
-						dps := ms.At(k).Gauge().DataPoints()
-						for d := 0; d < dps.Len(); d++ {
-							ts := dps.At(d).Timestamp().AsTime()
-							if !ts.Before(secondEnd.Add(-time.Second)) && ts.Before(secondEnd) {
-								found = ts
-								return true
-							}
-						}
-					}
-				}
+		for _, ts := range pointTimes(all, pid, "process.cpu.utilization") {
+			if !ts.Before(secondEnd.Add(-time.Second)) && ts.Before(secondEnd) {
+				found = ts
+				return true
 			}
 		}
 		return false

@@ -202,6 +202,12 @@ func spread(tasks []apiTask) time.Duration {
 // threadCountTimes are the sorted timestamps of pid's process.thread.count
 // points.
 func threadCountTimes(all []pmetric.Metrics, pid int) []time.Time {
+	return pointTimes(all, pid, "process.thread.count")
+}
+
+// pointTimes are the sorted timestamps of pid's points of the gauge or sum
+// metric name.
+func pointTimes(all []pmetric.Metrics, pid int, name string) []time.Time {
 	var out []time.Time
 	for _, md := range all {
 		for i := 0; i < md.ResourceMetrics().Len(); i++ {
@@ -212,11 +218,21 @@ func threadCountTimes(all []pmetric.Metrics, pid int) []time.Time {
 			for j := 0; j < rm.ScopeMetrics().Len(); j++ {
 				ms := rm.ScopeMetrics().At(j).Metrics()
 				for k := 0; k < ms.Len(); k++ {
-					if m := ms.At(k); m.Name() == "process.thread.count" {
-						dps := m.Sum().DataPoints()
-						for l := 0; l < dps.Len(); l++ {
-							out = append(out, dps.At(l).Timestamp().AsTime())
-						}
+					m := ms.At(k)
+					if m.Name() != name {
+						continue
+					}
+					var dps pmetric.NumberDataPointSlice
+					switch m.Type() {
+					case pmetric.MetricTypeGauge:
+						dps = m.Gauge().DataPoints()
+					case pmetric.MetricTypeSum:
+						dps = m.Sum().DataPoints()
+					default:
+						continue
+					}
+					for l := 0; l < dps.Len(); l++ {
+						out = append(out, dps.At(l).Timestamp().AsTime())
 					}
 				}
 			}
