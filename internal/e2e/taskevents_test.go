@@ -57,6 +57,24 @@ func (s *otlpSink) waitTaskEvent(t *testing.T, timeout time.Duration, pred func(
 	return found
 }
 
+// readableConfig moves the configuration file at path where nobody (uid
+// 65534) can read it, for collectors started through setpriv.
+func readableConfig(t *testing.T, path string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "contprof-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.Rename(path, cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(cfgPath, 0o644)
+	return cfgPath
+}
+
 // postTaskStatus posts a task request and returns the status code (a
 // refusal is 409).
 func postTaskStatus(t *testing.T, api, body string) int {
@@ -114,17 +132,7 @@ func TestTaskEventsAsLogs(t *testing.T) {
 	// capabilities.
 	port2 := freePort(t)
 	cfg.APIPort = port2
-	dir, err := os.MkdirTemp("", "contprof-events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c2 := startCollectorVia(t, []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, cfgPath)
+	c2 := startCollectorVia(t, []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, readableConfig(t, writeConfig(t, cfg.yaml())))
 	c2.waitFor("Everything is ready", time.Minute)
 	postTaskStatus(t, apiURL(port2), fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"2s"}`, hot.PID()))
 	refused := sink.waitTaskEvent(t, 30*time.Second, func(ev taskEvent) bool {

@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,18 +35,7 @@ func TestUnprivilegedCollector(t *testing.T) {
 		Processor: "refused_retry_interval: " + retry.String(),
 		Signals:   []string{"profiles"},
 	}.yaml()
-	// nobody must be able to read the configuration.
-	dir, err := os.MkdirTemp("", "contprof-unpriv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.Rename(writeConfig(t, cfg), cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(cfgPath, 0o644)
+	cfgPath := readableConfig(t, writeConfig(t, cfg))
 
 	c := startCollectorVia(t, []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, cfgPath)
 	c.waitFor("Everything is ready", time.Minute)
