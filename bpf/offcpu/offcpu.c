@@ -113,6 +113,27 @@ struct {
 	__type(value, struct rate);
 } rates SEC(".maps");
 
+// Threads that may have an offcpu_start entry, one bit per thread id (word
+// tid/64, bit tid%64; sized like target_pids). Every switch-in of the
+// machine tests its bit, an inlined array load, instead of looking the
+// thread up in the hash map: only threads recorded at switch-out (a few
+// hundred a second per CPU under the stack budget) pay the lookup. A bit
+// left set after its entry went (exit, eviction, user space) costs one
+// lookup that misses and clears it.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} blocked_tids SEC(".maps");
+
+static __always_inline __u64 *blocked_word(__u32 tid)
+{
+	__u32 word = tid >> 6;
+
+	return bpf_map_lookup_elem(&blocked_tids, &word);
+}
+
 // Send stack snapshots and blocks to the ring buffer (see the top).
 volatile const __u32 unwind_user = 0;
 
@@ -148,11 +169,18 @@ static __always_inline void add_block(void *counts, struct block_key *key, __u64
 static __always_inline void switch_in(struct task_struct *next)
 {
 	__u32 tid = next->pid;
+	__u64 *bits = blocked_word(tid);
+	__u64 bit = 1ULL << (tid & 63);
 
-	// In the initial namespace the tgid filter spares non-target threads
-	// the lookup in the (larger) start map.
-	if (!pidns_ino && !is_target(next->tgid))
-		return;
+	// Threads without a recorded switch-out (every other thread of the
+	// machine, and target threads the stack budget skipped) stop here.
+	if (bits) {
+		if (!(*bits & bit))
+			return;
+		__sync_fetch_and_and(bits, ~bit);
+	} else if (!pidns_ino && !is_target(next->tgid)) {
+		return; // beyond the bitmap (not sized from pid_max)
+	}
 	struct start *st = bpf_map_lookup_elem(&offcpu_start, &tid);
 	if (!st)
 		return;
@@ -197,13 +225,24 @@ static __always_inline void switch_in(struct task_struct *next)
 	bpf_map_delete_elem(&offcpu_start, &tid);
 }
 
+// window_p16 is the probability of the current window, drawn against.
+static __always_inline __u32 window_p16(struct rate *r, bool *skip)
+{
+	__u32 p = r->p16 ? r->p16 : P_ONE;
+
+	*skip = p < P_ONE && (bpf_get_prandom_u32() & 0xffff) >= p;
+	return p;
+}
+
 // sample_p16 counts a target switch-out on this CPU and returns the
 // probability of recording it, in 1/65536: the budget over the rate of the
-// previous window, at most 1.
-static __always_inline __u32 sample_p16(void)
+// previous window, at most 1. *skip is set when this switch-out is not
+// recorded (drawn against that probability).
+static __always_inline __u32 sample_p16(bool *skip)
 {
 	__u32 zero = 0;
 
+	*skip = false;
 	if (!max_stacks_per_sec)
 		return P_ONE;
 	struct rate *r = bpf_map_lookup_elem(&rates, &zero);
@@ -212,7 +251,7 @@ static __always_inline __u32 sample_p16(void)
 	// The clock costs as much as the rest of an unsampled switch-out on a
 	// VM (and the coarse one is not allowed here): read it every 16th.
 	if ((++r->switch_outs & 15) != 1)
-		return r->p16 ? r->p16 : P_ONE;
+		return window_p16(r, skip);
 	__u64 now = bpf_ktime_get_ns();
 	if (!r->window_start) {
 		r->window_start = now;
@@ -225,7 +264,7 @@ static __always_inline __u32 sample_p16(void)
 	// within a few hundred switch-outs.
 	__u64 window_budget = max_stacks_per_sec / 10;
 	if (elapsed < RATE_WINDOW_NS && r->switch_outs < window_budget)
-		return r->p16 ? r->p16 : P_ONE;
+		return window_p16(r, skip);
 	__u64 p = P_ONE;
 	// Past a second the count is below the budget (the window would have
 	// ended on it): p = 1.
@@ -241,7 +280,19 @@ static __always_inline __u32 sample_p16(void)
 	r->p16 = p;
 	r->window_start = now;
 	r->switch_outs = 1;
-	return p;
+	return window_p16(r, skip);
+}
+
+// record_start stores the switch-out of thread tid and marks it blocked, so
+// that its switch-in looks it up. The thread cannot be switched in before
+// this program returns (it is still on this CPU).
+static __always_inline void record_start(__u32 tid, struct start *st)
+{
+	if (bpf_map_update_elem(&offcpu_start, &tid, st, BPF_ANY))
+		return;
+	__u64 *bits = blocked_word(tid);
+	if (bits)
+		__sync_fetch_and_or(bits, 1ULL << (tid & 63));
 }
 
 // prev (the current task) is going off the CPU: remember when and where.
@@ -258,8 +309,9 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 	if (!is_target(tgid))
 		return;
 
-	__u32 p16 = sample_p16();
-	if (p16 < P_ONE && (bpf_get_prandom_u32() & 0xffff) >= p16) {
+	bool skip;
+	__u32 p16 = sample_p16(&skip);
+	if (skip) {
 		stat_inc(STAT_UNSAMPLED);
 		return;
 	}
@@ -293,7 +345,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 			stat_inc(STAT_EVENT_LOST);
 			return;
 		}
-		bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);
+		record_start(tid, &st);
 		return;
 	}
 	if (buf) {
@@ -310,7 +362,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev)
 	st.py_stack_id = py_record(tgid, tid);
 	// Taken after the stacks, so their cost is not counted as off-CPU time.
 	st.ts = bpf_ktime_get_ns();
-	bpf_map_update_elem(&offcpu_start, &tid, &st, BPF_ANY);
+	record_start(tid, &st);
 }
 
 SEC("tp_btf/sched_switch")

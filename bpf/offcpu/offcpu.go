@@ -67,8 +67,9 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	var objs Objects
 	err = load.Load(spec, load.Settings{
-		Common:  cfg.Common,
-		Entries: map[string]uint32{offcpuMapOffcpuStart: cfg.ThreadEntries},
+		Common: cfg.Common,
+		// blocked_tids has a bit per thread id, as target_pids per PID.
+		Entries: map[string]uint32{offcpuMapOffcpuStart: cfg.ThreadEntries, offcpuMapBlockedTids: cfg.FilterWords},
 		Vars: map[string]any{
 			offcpuVarMinBlockNs:      cfg.MinBlockNs,
 			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,

@@ -105,6 +105,7 @@ type offcpuStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	offcpuMapBlockedTids     = "blocked_tids"
 	offcpuMapCounts0         = "counts_0"
 	offcpuMapCounts1         = "counts_1"
 	offcpuMapEvents          = "events"
@@ -180,6 +181,7 @@ type offcpuProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type offcpuMapSpecs struct {
+	BlockedTids   *ebpf.MapSpec `ebpf:"blocked_tids"`
 	Counts0       *ebpf.MapSpec `ebpf:"counts_0"`
 	Counts1       *ebpf.MapSpec `ebpf:"counts_1"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
@@ -229,6 +231,7 @@ func (o *offcpuObjects) Close() error {
 //
 // It can be passed to loadOffcpuObjects or ebpf.CollectionSpec.LoadAndAssign.
 type offcpuMaps struct {
+	BlockedTids   *ebpf.Map `ebpf:"blocked_tids"`
 	Counts0       *ebpf.Map `ebpf:"counts_0"`
 	Counts1       *ebpf.Map `ebpf:"counts_1"`
 	Events        *ebpf.Map `ebpf:"events"`
@@ -248,6 +251,7 @@ type offcpuMaps struct {
 
 func (m *offcpuMaps) Close() error {
 	return _OffcpuClose(
+		m.BlockedTids,
 		m.Counts0,
 		m.Counts1,
 		m.Events,
