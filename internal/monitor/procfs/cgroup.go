@@ -88,12 +88,8 @@ func parseCgroup(b []byte, m *cgroupMounts) cgroupInfo {
 	var v2Path, v1Path string
 	haveV2, haveV1 := false, false
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = nextLine(b)
 		first := bytes.IndexByte(line, ':')
 		if first < 0 {
 			continue

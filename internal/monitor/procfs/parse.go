@@ -114,15 +114,20 @@ func parseLoad1(b []byte) (float64, bool) {
 	return whole + frac/scale, digits > 0
 }
 
+// nextLine splits b at its first newline: the line before it and the rest
+// after it (nil when b holds no newline).
+func nextLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
+}
+
 // parseBootTime returns the btime line of /proc/stat, in seconds since the epoch.
 func parseBootTime(b []byte) (int64, bool) {
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b = nextLine(b)
 		if rest, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
 			return atoi(bytes.TrimSpace(rest)), true
 		}
