@@ -21,6 +21,7 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/decide/window"
+	"github.com/contprof/contprof/internal/output/attrval"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
 
@@ -313,7 +314,7 @@ func (p *cpProcessor) ingestResource(rm pmetric.ResourceMetrics, now time.Time) 
 		hostName = v.AsString()
 	}
 	var proc *window.Proc
-	pid, isProcess := intAttr(attrs, attrPID)
+	pid, isProcess := attrval.Int(attrs, attrPID)
 	if isProcess {
 		k := window.Key{Host: hostName, PID: pid, Start: startTime(attrs)}
 		proc = p.eng.Get(k, now)
@@ -518,7 +519,7 @@ func (p *cpProcessor) addHTTP(proc *window.Proc, cumulative bool, attrs pcommon.
 	if count == 0 {
 		return
 	}
-	code, _ := intAttr(attrs, attrStatusCode)
+	code, _ := attrval.Int(attrs, attrStatusCode)
 	path := ""
 	if v, ok := attrs.Get(attrRoute); ok && v.Type() == pcommon.ValueTypeStr {
 		path = v.Str()
@@ -554,24 +555,6 @@ func (p *cpProcessor) seriesHash(attrs pcommon.Map) uint64 {
 		x ^= h.Sum64()
 	}
 	return x
-}
-
-// intAttr reads an integer attribute given as an int, a double or a string.
-func intAttr(attrs pcommon.Map, key string) (int64, bool) {
-	v, ok := attrs.Get(key)
-	if !ok {
-		return 0, false
-	}
-	switch v.Type() {
-	case pcommon.ValueTypeInt:
-		return v.Int(), true
-	case pcommon.ValueTypeDouble:
-		return int64(v.Double()), true
-	case pcommon.ValueTypeStr:
-		n, err := strconv.ParseInt(v.Str(), 10, 64)
-		return n, err == nil
-	}
-	return 0, false
 }
 
 // startTime returns the process start time in unix nanoseconds from

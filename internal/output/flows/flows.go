@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/contprof/contprof/internal/output/attrval"
 )
 
 // Names netprof emits (see internal/profiler/netprof/README.md); netprof
@@ -76,7 +78,7 @@ func FromMetrics(md pmetric.Metrics) []Flow {
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
-		pid, _ := intAttr(rm.Resource().Attributes(), attrPID)
+		pid, _ := attrval.Int(rm.Resource().Attributes(), attrPID)
 		svc := strAttr(rm.Resource().Attributes(), attrService)
 		get := func(a pcommon.Map) *Flow {
 			peer := strAttr(a, AttrPeerAddress)
@@ -84,11 +86,11 @@ func FromMetrics(md pmetric.Metrics) []Flow {
 				return nil
 			}
 			k := Key{PID: int(pid), Role: strAttr(a, AttrRole), Peer: peer}
-			v, _ := intAttr(a, AttrPeerPort)
+			v, _ := attrval.Int(a, AttrPeerPort)
 			k.PeerPort = int(v)
-			v, _ = intAttr(a, AttrLocalPort)
+			v, _ = attrval.Int(a, AttrLocalPort)
 			k.LocalPort = int(v)
-			v, _ = intAttr(a, AttrPeerPID)
+			v, _ = attrval.Int(a, AttrPeerPID)
 			k.PeerPID = int(v)
 			f := byKey[k]
 			if f == nil {
@@ -167,7 +169,7 @@ func readMetric(m pmetric.Metric, get func(pcommon.Map) *Flow) {
 			}
 			f.HTTPRequests += int64(dp.Count())
 			f.HTTPSeconds += dp.Sum()
-			if code, _ := intAttr(dp.Attributes(), AttrStatus); code >= 500 {
+			if code, _ := attrval.Int(dp.Attributes(), AttrStatus); code >= 500 {
 				f.HTTPErrors += int64(dp.Count())
 			}
 		}
@@ -239,18 +241,4 @@ func strAttr(m pcommon.Map, k string) string {
 		return v.AsString()
 	}
 	return ""
-}
-
-func intAttr(m pcommon.Map, k string) (int64, bool) {
-	v, ok := m.Get(k)
-	if !ok {
-		return 0, false
-	}
-	switch v.Type() {
-	case pcommon.ValueTypeInt:
-		return v.Int(), true
-	case pcommon.ValueTypeDouble:
-		return int64(v.Double()), true
-	}
-	return 0, false
 }
