@@ -3,4 +3,4 @@
 // clang); the generated files are committed so `go build` needs no clang.
 package offcpu
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64,arm64 -tags linux -type block_key -type block_value -type start offcpu offcpu.c -- -I../headers -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64,arm64 -tags linux -type block_key -type block_value -type start -type rate offcpu offcpu.c -- -I../headers -O2 -g -Wall -Werror

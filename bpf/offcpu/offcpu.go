@@ -26,6 +26,10 @@ type BlockValue = offcpuBlockValue
 // process that is off the CPU now.
 type Start = offcpuStart
 
+// Rate is the per-CPU value of the rates map (stack budget state, and the
+// switch-outs it skipped).
+type Rate = offcpuRate
+
 // Indexes of the per-CPU stats array (enum stat_index in offcpu.c).
 const (
 	StatSwitchOut = iota

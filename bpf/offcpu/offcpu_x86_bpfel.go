@@ -64,6 +64,7 @@ type offcpuRate struct {
 	SwitchOuts  uint64
 	P16         uint32
 	_           [4]byte
+	Unsampled   uint64
 }
 
 type offcpuStackEvent struct {

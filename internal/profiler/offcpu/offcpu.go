@@ -302,6 +302,15 @@ func (p *Profiler) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
+	// Skipped switch-outs are counted in the per-CPU budget state.
+	var rates []offcpubpf.Rate
+	if err := p.k.objs.Rates.Lookup(uint32(0), &rates); err != nil {
+		return Stats{}, fmt.Errorf("read off-CPU rates: %w", err)
+	}
+	var unsampled uint64
+	for _, r := range rates {
+		unsampled += r.Unsampled
+	}
 	return Stats{
 		SwitchOuts:       v[offcpubpf.StatSwitchOut],
 		Blocks:           v[offcpubpf.StatBlocks],
@@ -309,7 +318,7 @@ func (p *Profiler) Stats() (Stats, error) {
 		UserStacksLost:   v[offcpubpf.StatUserStackLost],
 		KernelStacksLost: v[offcpubpf.StatKernelStackLost],
 		BlocksLost:       v[offcpubpf.StatCountLost],
-		Unsampled:        v[offcpubpf.StatUnsampled],
+		Unsampled:        unsampled,
 		EventsLost:       v[offcpubpf.StatEventLost],
 	}, nil
 }
