@@ -89,10 +89,6 @@ type Objects struct {
 
 // Load loads the programs and maps into the kernel.
 func Load(cfg Config) (*Objects, error) {
-	spec, err := loadHttpmon()
-	if err != nil {
-		return nil, err
-	}
 	var objs Objects
 	// The socket tracepoints' programs only where the kernel has them
 	// (6.3+): elsewhere the syscall flavours load alone.
@@ -101,7 +97,7 @@ func Load(cfg Config) (*Objects, error) {
 	if !HasSockTracepoints() {
 		into = sc
 	}
-	err = load.Load(spec, load.Settings{
+	err := load.Generated(loadHttpmon, load.Settings{
 		Entries: map[string]uint32{
 			httpmonMapTargetPids: (cfg.PIDLimit + 63) / 64,
 			httpmonMapConns:      cfg.MaxConns,

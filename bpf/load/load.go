@@ -95,6 +95,25 @@ func Load(spec *ebpf.CollectionSpec, s Settings, objs any, what string) error {
 	return nil
 }
 
+// Generated loads the spec a bpf2go loadX function returns, as Load does.
+func Generated(loadSpec func() (*ebpf.CollectionSpec, error), s Settings, objs any, what string) error {
+	spec, err := loadSpec()
+	if err != nil {
+		return err
+	}
+	return Load(spec, s, objs, what)
+}
+
+// New loads the spec a bpf2go loadX function returns into a new T (a
+// struct embedding bpf2go's objects), as Load does.
+func New[T any](loadSpec func() (*ebpf.CollectionSpec, error), s Settings, what string) (*T, error) {
+	objs := new(T)
+	if err := Generated(loadSpec, s, objs, what); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
+
 // SumStats reads the n per-CPU counters of a STATS map (contprof.h),
 // summed over CPUs.
 func SumStats(m *ebpf.Map, n int) ([]uint64, error) {

@@ -65,12 +65,7 @@ type Objects struct {
 // Load loads the programs and their maps into the kernel; nothing runs until
 // Attach.
 func Load(cfg Config) (*Objects, error) {
-	spec, err := loadOffcpu()
-	if err != nil {
-		return nil, err
-	}
-	var objs Objects
-	err = load.Load(spec, load.Settings{
+	return load.New[Objects](loadOffcpu, load.Settings{
 		Common: cfg.Common,
 		// blocked_tids has a bit per thread id, as target_pids per PID.
 		Entries: map[string]uint32{offcpuMapOffcpuStart: cfg.ThreadEntries, offcpuMapBlockedTids: cfg.FilterWords},
@@ -78,11 +73,7 @@ func Load(cfg Config) (*Objects, error) {
 			offcpuVarMinBlockNs:      cfg.MinBlockNs,
 			offcpuVarMaxStacksPerSec: cfg.MaxStacksPerSecond,
 		},
-	}, &objs.offcpuObjects, "off-CPU profiler")
-	if err != nil {
-		return nil, err
-	}
-	return &objs, nil
+	}, "off-CPU profiler")
 }
 
 // Attach attaches the programs to the sched_switch and sched_process_exit

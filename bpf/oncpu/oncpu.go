@@ -36,16 +36,7 @@ type Objects struct {
 
 // Load loads the sampler program and its maps into the kernel.
 func Load(cfg Config) (*Objects, error) {
-	spec, err := loadOncpu()
-	if err != nil {
-		return nil, err
-	}
-	var objs Objects
-	err = load.Load(spec, load.Settings{Common: cfg}, &objs.oncpuObjects, "on-CPU sampler")
-	if err != nil {
-		return nil, err
-	}
-	return &objs, nil
+	return load.New[Objects](loadOncpu, load.Settings{Common: cfg}, "on-CPU sampler")
 }
 
 // Program is the perf_event program to attach to CPU-clock events.

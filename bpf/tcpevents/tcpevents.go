@@ -81,12 +81,7 @@ type Objects struct {
 
 // Load loads the programs and maps into the kernel (not attached).
 func Load(cfg Config) (*Objects, error) {
-	spec, err := loadTcpevents()
-	if err != nil {
-		return nil, err
-	}
-	var objs Objects
-	err = load.Load(spec, load.Settings{
+	return load.New[Objects](loadTcpevents, load.Settings{
 		Entries: map[string]uint32{
 			tcpeventsMapTargetPids:  cfg.MaxPIDs,
 			tcpeventsMapListenPorts: cfg.MaxListenPorts,
@@ -99,11 +94,7 @@ func Load(cfg Config) (*Objects, error) {
 			tcpeventsVarPidnsIno:    cfg.PIDNamespaceIno,
 			tcpeventsVarWakeupBytes: cfg.WakeupBytes,
 		},
-	}, &objs.tcpeventsObjects, "TCP events program")
-	if err != nil {
-		return nil, err
-	}
-	return &objs, nil
+	}, "TCP events program")
 }
 
 // Attachment flavours.
