@@ -22,6 +22,7 @@ import (
 	"github.com/contprof/contprof/internal/decide/history"
 	"github.com/contprof/contprof/internal/decide/window"
 	"github.com/contprof/contprof/internal/output/attrval"
+	"github.com/contprof/contprof/internal/periodic"
 	"github.com/contprof/contprof/processor/continuousprofilingprocessor/internal/metadata"
 )
 
@@ -160,16 +161,7 @@ func (p *cpProcessor) setPolicies(s *policy.Set) {
 // often than every second) and drops idle processes.
 func (p *cpProcessor) tick(ctx context.Context) {
 	defer p.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.advance(ctx, true)
-		}
-	}
+	periodic.Run(ctx, time.Second, func(time.Time) { p.advance(ctx, true) })
 }
 
 func (p *cpProcessor) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
+	"github.com/contprof/contprof/internal/periodic"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 )
 
@@ -133,26 +134,19 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 }
 
 func (r *ebpfReceiver) runMetrics(ctx context.Context, s *scraper) {
-	ticker := time.NewTicker(r.cfg.CollectionInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	periodic.Run(ctx, r.cfg.CollectionInterval, func(now time.Time) {
+		md, err := s.scrape(ctx, now)
+		if err != nil {
+			r.logger.Warn("Scrape failed", zap.Error(err))
 			return
-		case now := <-ticker.C:
-			md, err := s.scrape(ctx, now)
-			if err != nil {
-				r.logger.Warn("Scrape failed", zap.Error(err))
-				continue
-			}
-			if md.ResourceMetrics().Len() == 0 {
-				continue
-			}
-			if err := r.metrics.ConsumeMetrics(ctx, md); err != nil {
-				r.logger.Debug("Metrics not consumed", zap.Error(err))
-			}
 		}
-	}
+		if md.ResourceMetrics().Len() == 0 {
+			return
+		}
+		if err := r.metrics.ConsumeMetrics(ctx, md); err != nil {
+			r.logger.Debug("Metrics not consumed", zap.Error(err))
+		}
+	})
 }
 
 // Shutdown stops everything Start began and waits for it.

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.uber.org/zap"
+
+	"github.com/contprof/contprof/internal/periodic"
 )
 
 // HTTPConfig is the `policy_url` setting: where to poll and how often, plus
@@ -101,16 +103,7 @@ func (h *HTTP) Start(ctx context.Context) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		ticker := time.NewTicker(h.interval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ticker.C:
-				h.Poll(ctx)
-			}
-		}
+		periodic.Run(ctx, h.interval, func(time.Time) { h.Poll(ctx) })
 	}()
 }
 

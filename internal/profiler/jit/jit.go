@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/periodic"
 	"github.com/contprof/contprof/internal/profiler/hotspot"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/internal/profiler/unwind"
@@ -260,26 +261,19 @@ func (s *Session) runHotSpot(ctx context.Context, tg *hotspot.Target, log *zap.L
 	s.set(RuntimeHotSpot, StatusOK, note)
 	log.Info("JVM perf map written through the attach mechanism", zap.Duration("took", time.Since(start)), zap.String("perf_map", mapPath))
 
-	tick := time.NewTicker(opts.RefreshInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if err := s.dump(ctx, tg); err != nil {
-				if ctx.Err() == nil {
-					log.Debug("JVM perf map refresh failed", zap.Error(err))
-				}
-				continue
+	periodic.Run(ctx, opts.RefreshInterval, func(time.Time) {
+		if err := s.dump(ctx, tg); err != nil {
+			if ctx.Err() == nil {
+				log.Debug("JVM perf map refresh failed", zap.Error(err))
 			}
-			if frames != nil {
-				if err := frames.update(mapPath); err != nil {
-					log.Debug("JVM frame sizes not refreshed", zap.Error(err))
-				}
+			return
+		}
+		if frames != nil {
+			if err := frames.update(mapPath); err != nil {
+				log.Debug("JVM frame sizes not refreshed", zap.Error(err))
 			}
 		}
-	}
+	})
 }
 
 // hotspotUnwinding prepares what the unwinder needs from the JVM's own
