@@ -295,25 +295,13 @@ func putAny(dst pcommon.Value, v any) {
 	case time.Time:
 		dst.SetStr(x.UTC().Format(time.RFC3339Nano))
 	case []string:
-		s := dst.SetEmptySlice()
-		for _, e := range x {
-			s.AppendEmpty().SetStr(e)
-		}
+		putSlice(dst, x, pcommon.Value.SetStr)
 	case []float64:
-		s := dst.SetEmptySlice()
-		for _, e := range x {
-			s.AppendEmpty().SetDouble(e)
-		}
+		putSlice(dst, x, pcommon.Value.SetDouble)
 	case []int64:
-		s := dst.SetEmptySlice()
-		for _, e := range x {
-			s.AppendEmpty().SetInt(e)
-		}
+		putSlice(dst, x, pcommon.Value.SetInt)
 	case []any:
-		s := dst.SetEmptySlice()
-		for _, e := range x {
-			putAny(s.AppendEmpty(), e)
-		}
+		putSlice(dst, x, putAny)
 	case map[string]any:
 		PutAttributes(dst.SetEmptyMap(), x)
 	case fmt.Stringer:
@@ -330,4 +318,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// putSlice makes dst a slice of xs, each element set by put.
+func putSlice[T any](dst pcommon.Value, xs []T, put func(pcommon.Value, T)) {
+	s := dst.SetEmptySlice()
+	for _, e := range xs {
+		put(s.AppendEmpty(), e)
+	}
 }
