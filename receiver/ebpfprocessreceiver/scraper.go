@@ -190,25 +190,23 @@ func (s *scraper) buildResource(in *procfs.Info) pcommon.Resource {
 	rb.SetProcessPid(int64(in.PID))
 	rb.SetProcessParentPid(int64(in.PPID))
 	rb.SetProcessExecutableName(in.ExeName)
-	if in.ExePath != "" {
-		rb.SetProcessExecutablePath(in.ExePath)
-	}
-	if in.CommandLine != "" {
-		rb.SetProcessCommandLine(in.CommandLine)
-	}
-	if in.Owner != "" {
-		rb.SetProcessOwner(in.Owner)
-	}
 	rb.SetProcessCreationTime(in.CreationTime())
 	rb.SetServiceName(in.ServiceName)
-	if in.ServiceInstanceID != "" {
-		rb.SetServiceInstanceID(in.ServiceInstanceID)
-	}
-	if in.ContainerID != "" {
-		rb.SetContainerID(in.ContainerID)
-	}
-	if in.PodUID != "" {
-		rb.SetK8sPodUID(in.PodUID)
+	// The attributes a process may not have are left out rather than empty.
+	for _, opt := range []struct {
+		v   string
+		set func(string)
+	}{
+		{in.ExePath, rb.SetProcessExecutablePath},
+		{in.CommandLine, rb.SetProcessCommandLine},
+		{in.Owner, rb.SetProcessOwner},
+		{in.ServiceInstanceID, rb.SetServiceInstanceID},
+		{in.ContainerID, rb.SetContainerID},
+		{in.PodUID, rb.SetK8sPodUID},
+	} {
+		if opt.v != "" {
+			opt.set(opt.v)
+		}
 	}
 	return rb.Emit()
 }
