@@ -82,11 +82,16 @@ func Validate(policies []Policy) error {
 	return errors.Join(errs...)
 }
 
+// fieldErrors collects a validation's errors, each naming its field.
+type fieldErrors []error
+
+func (e *fieldErrors) add(path, format string, args ...any) {
+	*e = append(*e, &fieldError{path, fmt.Sprintf(format, args...)})
+}
+
 func (p *Policy) validate() []error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, &fieldError{path, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
+	add := errs.add
 	switch {
 	case p.Name == "":
 		add("name", "is required")
@@ -151,10 +156,8 @@ func (s Selector) Compile() error {
 }
 
 func (s Selector) validate() []error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, &fieldError{path, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
+	add := errs.add
 	keys := make([]string, 0, len(s))
 	for k := range s {
 		keys = append(keys, k)
@@ -187,10 +190,8 @@ func (s Selector) validate() []error {
 }
 
 func (it *Item) validate() []error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, &fieldError{path, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
+	add := errs.add
 	switch {
 	case it.Monitor == "":
 		add("monitor", "is required (one of process_cpu, process_thread_count, system_load, http_error_rate, http_avg_response_time)")
