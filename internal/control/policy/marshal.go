@@ -91,12 +91,7 @@ func (m *Matcher) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&v); err != nil {
 		return err
 	}
-	dm, err := decodeMatcher(v, "selector")
-	if err != nil {
-		return err
-	}
-	*m = dm
-	return nil
+	return m.decode(v)
 }
 
 // MarshalYAML mirrors MarshalJSON.
@@ -113,6 +108,11 @@ func (m *Matcher) UnmarshalYAML(node *yaml.Node) error {
 	if err := node.Decode(&v); err != nil {
 		return err
 	}
+	return m.decode(v)
+}
+
+// decode sets m from a decoded plain value or regex map.
+func (m *Matcher) decode(v any) error {
 	dm, err := decodeMatcher(v, "selector")
 	if err != nil {
 		return err

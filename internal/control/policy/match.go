@@ -25,14 +25,7 @@ func (m *Matcher) Matches(v string) bool {
 	if m.Regex == "" {
 		return m.Exact == v
 	}
-	re := m.re
-	if re == nil {
-		var err error
-		if re, err = regexp.Compile(m.Regex); err != nil {
-			return false
-		}
-	}
-	return re.MatchString(v)
+	return matchRegex(m.re, m.Regex, v)
 }
 
 // HasURIFilter reports whether the item restricts which request paths count.
@@ -51,14 +44,20 @@ func (it *Item) MatchURI(path string) bool {
 	if it.URIRegex == "" {
 		return true
 	}
-	re := it.uriRe
+	return matchRegex(it.uriRe, it.URIRegex, path)
+}
+
+// matchRegex matches v against re, the compiled expr, or compiles expr
+// when it was not (a value built without Validate); an invalid expr
+// matches nothing.
+func matchRegex(re *regexp.Regexp, expr, v string) bool {
 	if re == nil {
 		var err error
-		if re, err = regexp.Compile(it.URIRegex); err != nil {
+		if re, err = regexp.Compile(expr); err != nil {
 			return false
 		}
 	}
-	return re.MatchString(path)
+	return re.MatchString(v)
 }
 
 // AttrMap lets a selector read resource attributes held in a map (as the
