@@ -28,35 +28,27 @@ func NewFactory() receiver.Factory {
 	)
 }
 
-func shared(set receiver.Settings, cfg component.Config) (*sharedcomponent.Component[*ebpfReceiver], error) {
-	return receivers.LoadOrStore(set.ID, func() (*ebpfReceiver, error) {
+// create returns the receiver shared under set.ID with one more pipeline's
+// consumer set by setNext.
+func create[C any](set receiver.Settings, cfg component.Config, next C, setNext func(*ebpfReceiver, C)) (component.Component, error) {
+	r, err := receivers.LoadOrStore(set.ID, func() (*ebpfReceiver, error) {
 		return newReceiver(set, cfg.(*Config))
 	})
+	if err != nil {
+		return nil, err
+	}
+	setNext(r.Value, next)
+	return r, nil
 }
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-	r, err := shared(set, cfg)
-	if err != nil {
-		return nil, err
-	}
-	r.Value.setMetrics(next)
-	return r, nil
+	return create(set, cfg, next, (*ebpfReceiver).setMetrics)
 }
 
 func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-	r, err := shared(set, cfg)
-	if err != nil {
-		return nil, err
-	}
-	r.Value.setLogs(next)
-	return r, nil
+	return create(set, cfg, next, (*ebpfReceiver).setLogs)
 }
 
 func createProfiles(_ context.Context, set receiver.Settings, cfg component.Config, next xconsumer.Profiles) (xreceiver.Profiles, error) {
-	r, err := shared(set, cfg)
-	if err != nil {
-		return nil, err
-	}
-	r.Value.setProfiles(next)
-	return r, nil
+	return create(set, cfg, next, (*ebpfReceiver).setProfiles)
 }
