@@ -105,23 +105,17 @@ func Decode(docs []string) (*Objects, error) {
 		var target any
 		switch head.APIVersion + "/" + head.Kind {
 		case "apps/v1/DaemonSet":
-			x := &appsv1.DaemonSet{}
-			o.DaemonSets, target = append(o.DaemonSets, x), x
+			target = appendNew(&o.DaemonSets)
 		case "v1/ConfigMap":
-			x := &corev1.ConfigMap{}
-			o.ConfigMaps, target = append(o.ConfigMaps, x), x
+			target = appendNew(&o.ConfigMaps)
 		case "v1/ServiceAccount":
-			x := &corev1.ServiceAccount{}
-			o.ServiceAccounts, target = append(o.ServiceAccounts, x), x
+			target = appendNew(&o.ServiceAccounts)
 		case "v1/Namespace":
-			x := &corev1.Namespace{}
-			o.Namespaces, target = append(o.Namespaces, x), x
+			target = appendNew(&o.Namespaces)
 		case "rbac.authorization.k8s.io/v1/ClusterRole":
-			x := &rbacv1.ClusterRole{}
-			o.ClusterRoles, target = append(o.ClusterRoles, x), x
+			target = appendNew(&o.ClusterRoles)
 		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
-			x := &rbacv1.ClusterRoleBinding{}
-			o.ClusterRoleBindings, target = append(o.ClusterRoleBindings, x), x
+			target = appendNew(&o.ClusterRoleBindings)
 		default:
 			return nil, fmt.Errorf("document %d: kind %s %s: no API type known to this test", i, head.APIVersion, head.Kind)
 		}
@@ -162,4 +156,11 @@ func Plain() ([]byte, error) {
 		b.WriteString("---\n" + d)
 	}
 	return b.Bytes(), nil
+}
+
+// appendNew appends a new, empty *T to list and returns it to decode into.
+func appendNew[T any](list *[]*T) *T {
+	x := new(T)
+	*list = append(*list, x)
+	return x
 }
