@@ -168,30 +168,21 @@ func javaName(class, name, sig string) (string, error) {
 	return r + " " + class + "." + name + "(" + strings.Join(ps, ", ") + ")", nil
 }
 
+// primitiveTypes are the one-letter type descriptors (JVMS 4.3.2).
+var primitiveTypes = map[byte]string{
+	'B': "byte", 'C': "char", 'D': "double", 'F': "float", 'I': "int",
+	'J': "long", 'S': "short", 'Z': "boolean", 'V': "void",
+}
+
 // javaType reads one type descriptor off the front of d.
 func javaType(d string) (string, string, error) {
 	if d == "" {
 		return "", "", errors.New("empty descriptor")
 	}
+	if name, ok := primitiveTypes[d[0]]; ok {
+		return name, d[1:], nil
+	}
 	switch d[0] {
-	case 'B':
-		return "byte", d[1:], nil
-	case 'C':
-		return "char", d[1:], nil
-	case 'D':
-		return "double", d[1:], nil
-	case 'F':
-		return "float", d[1:], nil
-	case 'I':
-		return "int", d[1:], nil
-	case 'J':
-		return "long", d[1:], nil
-	case 'S':
-		return "short", d[1:], nil
-	case 'Z':
-		return "boolean", d[1:], nil
-	case 'V':
-		return "void", d[1:], nil
 	case 'L':
 		name, rest, ok := strings.Cut(d[1:], ";")
 		if !ok {

@@ -120,19 +120,11 @@ func (r memReader) read(addr uint64, n int) ([]byte, error) {
 }
 
 func (r memReader) u64(addr uint64) (uint64, error) {
-	b, err := r.read(addr, 8)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint64(b), nil
+	return readLE(r, addr, 8, binary.LittleEndian.Uint64)
 }
 
 func (r memReader) u32(addr uint64) (uint32, error) {
-	b, err := r.read(addr, 4)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint32(b), nil
+	return readLE(r, addr, 4, binary.LittleEndian.Uint32)
 }
 
 func (r memReader) cstring(addr uint64) (string, error) {
@@ -217,9 +209,14 @@ func CompiledFrames(t *Target, vms VMStructs, code []CompiledFrame) ([]CompiledF
 }
 
 func (r memReader) u16(addr uint64) (uint16, error) {
-	b, err := r.read(addr, 2)
+	return readLE(r, addr, 2, binary.LittleEndian.Uint16)
+}
+
+// readLE reads an n-byte little-endian integer at addr.
+func readLE[T uint16 | uint32 | uint64](r memReader, addr uint64, n int, decode func([]byte) T) (T, error) {
+	b, err := r.read(addr, n)
 	if err != nil {
 		return 0, err
 	}
-	return binary.LittleEndian.Uint16(b), nil
+	return decode(b), nil
 }
