@@ -299,14 +299,19 @@ func (e *profilingPolicy) RegisterExecutor(x dispatch.Executor) func() {
 
 // RegisterProcessView implements control.ProcessViewRegistry.
 func (e *profilingPolicy) RegisterProcessView(v control.ProcessView) func() {
-	entry := &viewEntry{v: v}
-	e.viewsMu.Lock()
-	e.views = append(e.views, entry)
-	e.viewsMu.Unlock()
+	return register(&e.viewsMu, &e.views, &viewEntry{v: v})
+}
+
+// register appends entry to the list mu guards; the func returned removes
+// it again.
+func register[T any](mu *sync.Mutex, list *[]*T, entry *T) (unregister func()) {
+	mu.Lock()
+	*list = append(*list, entry)
+	mu.Unlock()
 	return func() {
-		e.viewsMu.Lock()
-		defer e.viewsMu.Unlock()
-		e.views = slices.DeleteFunc(e.views, func(x *viewEntry) bool { return x == entry })
+		mu.Lock()
+		defer mu.Unlock()
+		*list = slices.DeleteFunc(*list, func(x *T) bool { return x == entry })
 	}
 }
 

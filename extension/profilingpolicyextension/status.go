@@ -43,15 +43,7 @@ func (e *profilingPolicy) trackReporter(x dispatch.Executor) (untrack func()) {
 	if !ok {
 		return func() {}
 	}
-	entry := &reporterEntry{r: r}
-	e.reportersMu.Lock()
-	e.reporters = append(e.reporters, entry)
-	e.reportersMu.Unlock()
-	return func() {
-		e.reportersMu.Lock()
-		defer e.reportersMu.Unlock()
-		e.reporters = slices.DeleteFunc(e.reporters, func(x *reporterEntry) bool { return x == entry })
-	}
+	return register(&e.reportersMu, &e.reporters, &reporterEntry{r: r})
 }
 
 // lookbackCoverage is what the executors' lookback records hold, by PID.
