@@ -478,20 +478,30 @@ func (p *cpProcessor) ingestHTTP(proc *window.Proc, m pmetric.Metric) {
 	switch m.Type() {
 	case pmetric.MetricTypeHistogram:
 		h := m.Histogram()
-		cum := h.AggregationTemporality() == pmetric.AggregationTemporalityCumulative
-		dps := h.DataPoints()
-		for i := 0; i < dps.Len(); i++ {
-			dp := dps.At(i)
-			p.addHTTP(proc, cum, dp.Attributes(), dp.StartTimestamp(), dp.Timestamp(), dp.Count(), dp.Sum(), dp.HasSum(), scale)
-		}
+		addHTTPPoints(p, proc, h.AggregationTemporality(), h.DataPoints().Len(), h.DataPoints().At, scale)
 	case pmetric.MetricTypeExponentialHistogram:
 		h := m.ExponentialHistogram()
-		cum := h.AggregationTemporality() == pmetric.AggregationTemporalityCumulative
-		dps := h.DataPoints()
-		for i := 0; i < dps.Len(); i++ {
-			dp := dps.At(i)
-			p.addHTTP(proc, cum, dp.Attributes(), dp.StartTimestamp(), dp.Timestamp(), dp.Count(), dp.Sum(), dp.HasSum(), scale)
-		}
+		addHTTPPoints(p, proc, h.AggregationTemporality(), h.DataPoints().Len(), h.DataPoints().At, scale)
+	}
+}
+
+// histogramPoint is what ingestHTTP reads of a histogram point, explicit or
+// exponential.
+type histogramPoint interface {
+	Attributes() pcommon.Map
+	StartTimestamp() pcommon.Timestamp
+	Timestamp() pcommon.Timestamp
+	Count() uint64
+	Sum() float64
+	HasSum() bool
+}
+
+// addHTTPPoints adds the n points at returns to proc.
+func addHTTPPoints[P histogramPoint](p *cpProcessor, proc *window.Proc, temporality pmetric.AggregationTemporality, n int, at func(int) P, scale float64) {
+	cum := temporality == pmetric.AggregationTemporalityCumulative
+	for i := 0; i < n; i++ {
+		dp := at(i)
+		p.addHTTP(proc, cum, dp.Attributes(), dp.StartTimestamp(), dp.Timestamp(), dp.Count(), dp.Sum(), dp.HasSum(), scale)
 	}
 }
 
