@@ -180,9 +180,11 @@ type processView struct {
 	control.ProcessStatus
 	Tasks       int       `json:"tasks_48h"`
 	LastTrigger time.Time `json:"last_trigger,omitzero"`
-	// Lookback is the process's lookback record, when a policy with a
-	// lookback selects it.
-	Lookback *control.LookbackCoverage `json:"lookback,omitempty"`
+	// Lookback is the process's on-CPU lookback record, when an on_cpu
+	// policy with a lookback selects it; LookbackOffCPU the off-CPU one
+	// (off_cpu policies opt in).
+	Lookback       *control.LookbackCoverage `json:"lookback,omitempty"`
+	LookbackOffCPU *control.LookbackCoverage `json:"lookback_off_cpu,omitempty"`
 }
 
 func (e *profilingPolicy) getProcesses(w http.ResponseWriter, _ *http.Request) {
@@ -192,8 +194,11 @@ func (e *profilingPolicy) getProcesses(w http.ResponseWriter, _ *http.Request) {
 	for _, p := range procs {
 		n, last := e.tasks.ProcessStats(p.Key())
 		v := processView{ProcessStatus: p, Tasks: n, LastTrigger: last}
-		if c, ok := coverage[p.PID]; ok {
+		if c, ok := coverage[coverageKey{p.PID, string(policy.TargetOnCPU)}]; ok {
 			v.Lookback = &c
+		}
+		if c, ok := coverage[coverageKey{p.PID, string(policy.TargetOffCPU)}]; ok {
+			v.LookbackOffCPU = &c
 		}
 		out = append(out, v)
 	}

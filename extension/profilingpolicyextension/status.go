@@ -46,16 +46,24 @@ func (e *profilingPolicy) trackReporter(x dispatch.Executor) (untrack func()) {
 	return register(&e.reportersMu, &e.reporters, &reporterEntry{r: r})
 }
 
-// lookbackCoverage is what the executors' lookback records hold, by PID.
-func (e *profilingPolicy) lookbackCoverage() map[int]control.LookbackCoverage {
+// coverageKey names one lookback record: a process can have an on_cpu
+// and an off_cpu one.
+type coverageKey struct {
+	pid    int
+	target string
+}
+
+// lookbackCoverage is what the executors' lookback records hold, by PID
+// and target.
+func (e *profilingPolicy) lookbackCoverage() map[coverageKey]control.LookbackCoverage {
 	e.reportersMu.Lock()
 	reporters := slices.Clone(e.reporters)
 	e.reportersMu.Unlock()
-	out := map[int]control.LookbackCoverage{}
+	out := map[coverageKey]control.LookbackCoverage{}
 	for _, r := range reporters {
 		if lr, ok := r.r.(control.LookbackReporter); ok {
 			for _, c := range lr.LookbackCoverage() {
-				out[c.PID] = c
+				out[coverageKey{c.PID, c.Target}] = c
 			}
 		}
 	}

@@ -12,6 +12,9 @@ type LookbackReporter interface {
 // LookbackCoverage is one process's lookback record.
 type LookbackCoverage struct {
 	PID int `json:"pid"`
+	// Target is the record's kind: on_cpu or off_cpu (a process can have
+	// both).
+	Target string `json:"target"`
 	// Lookback is the longest lookback of the policies selecting it.
 	Lookback time.Duration `json:"lookback"`
 	// From and To bound the time the record covers now (zero: empty).

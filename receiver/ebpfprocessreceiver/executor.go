@@ -179,7 +179,7 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 	}
 	var run profileRun
 	var err error
-	// started is when the task's own samples begin (on_cpu).
+	// started is when the task's own samples begin.
 	var started time.Time
 	switch t.Target {
 	case policy.TargetOnCPU:
@@ -188,7 +188,10 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 			run, started = r, r.Started()
 		}
 	case policy.TargetOffCPU:
-		run, err = e.offcpu.StartTask(e.sym, spec)
+		var r *oncpu.TaskRun // the runtime's run, of either source
+		if r, err = e.offcpu.StartTask(e.sym, spec); err == nil {
+			run, started = r, r.Started()
+		}
 	default:
 		return nil, fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}

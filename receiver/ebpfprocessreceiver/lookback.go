@@ -13,6 +13,7 @@ import (
 	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/lookback"
+	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/privilege"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
@@ -21,8 +22,9 @@ var _ control.LookbackReporter = (*executor)(nil)
 
 // lookbackSync keeps the lookback record in step with the policies: every
 // scrape it selects, from the scanned processes and their attributes, those
-// some on_cpu policy with a lookback selects (the longest lookback wins)
-// and hands that to the recorder, which starts and stops sampling them.
+// some on_cpu (or, opted in, off_cpu) policy with a lookback selects (the
+// longest lookback per target wins) and hands that to the recorder, which
+// starts and stops recording them.
 type lookbackSync struct {
 	rec    *lookback.Recorder
 	logger *zap.Logger
@@ -30,8 +32,11 @@ type lookbackSync struct {
 	// cache holds each process identity's lookback for one policy set;
 	// next replaces it every scrape (forgetting processes that are gone).
 	set         *policy.Set
-	cache, next map[*procfs.Info]time.Duration
+	cache, next map[*procfs.Info]lookbacks
 	dropped     uint64
+	// offCPU is whether off_cpu lookback may be recorded (the receiver has
+	// the off-CPU privileges).
+	offCPU bool
 
 	// pending carries the newest selection to the goroutine applying it:
 	// the first process loads the sampler, which must not hold up the
@@ -41,13 +46,17 @@ type lookbackSync struct {
 	done    chan struct{}
 }
 
-func newLookbackSync(cfg LookbackConfig, logger *zap.Logger) (*lookbackSync, error) {
-	rec, err := lookback.New(lookback.Options{Frequency: cfg.Frequency, MaxMemory: cfg.MaxMemory})
+// lookbacks are one process's longest on_cpu and off_cpu lookbacks.
+type lookbacks struct{ on, off time.Duration }
+
+func newLookbackSync(cfg LookbackConfig, off OffCPUConfig, offAllowed bool, logger *zap.Logger) (*lookbackSync, error) {
+	rec, err := lookback.New(lookback.Options{Frequency: cfg.Frequency, MaxMemory: cfg.MaxMemory,
+		OffCPU: offcpu.Options{MinBlock: off.MinBlock}})
 	if err != nil {
 		return nil, err
 	}
 	l := &lookbackSync{
-		rec: rec, logger: logger, cache: map[*procfs.Info]time.Duration{}, next: map[*procfs.Info]time.Duration{},
+		rec: rec, logger: logger, offCPU: offAllowed, cache: map[*procfs.Info]lookbacks{}, next: map[*procfs.Info]lookbacks{},
 		pending: make(chan lookback.Selection, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go l.apply()
@@ -80,10 +89,13 @@ func (l *lookbackSync) sync(ctx context.Context, snap *procfs.Snapshot, set *pol
 		d, ok := l.cache[in]
 		if !ok {
 			d = selectedLookback(set, in)
+			if !l.offCPU {
+				d.off = 0
+			}
 		}
 		l.next[in] = d
-		if d > 0 {
-			sel[int(in.PID)] = lookback.Selected{Lookback: d, Start: in.StartTime}
+		if d.on > 0 || d.off > 0 {
+			sel[int(in.PID)] = lookback.Selected{Lookback: d.on, OffCPU: d.off, Start: in.StartTime}
 		}
 	}
 	l.cache, l.next = l.next, l.cache
@@ -106,17 +118,26 @@ func (l *lookbackSync) sync(ctx context.Context, snap *procfs.Snapshot, set *pol
 	}
 }
 
-// selectedLookback is the longest lookback of the on_cpu policies whose
-// selector matches the process (0: none).
-func selectedLookback(set *policy.Set, in *procfs.Info) time.Duration {
-	var d time.Duration
+// selectedLookback is the longest lookback of the on_cpu and of the
+// off_cpu policies whose selector matches the process (0: none).
+func selectedLookback(set *policy.Set, in *procfs.Info) lookbacks {
+	var d lookbacks
 	if set == nil {
-		return 0
+		return d
 	}
 	for i := range set.Policies {
 		p := &set.Policies[i]
-		if p.Target == policy.TargetOnCPU && p.Lookback > d && p.Selector.Matches(in.Attr) {
-			d = p.Lookback
+		var cur *time.Duration
+		switch p.Target {
+		case policy.TargetOnCPU:
+			cur = &d.on
+		case policy.TargetOffCPU:
+			cur = &d.off
+		default:
+			continue
+		}
+		if p.Lookback > *cur && p.Selector.Matches(in.Attr) {
+			*cur = p.Lookback
 		}
 	}
 	return d
@@ -129,17 +150,24 @@ func (l *lookbackSync) close() {
 }
 
 // prelude is the record of a task's process before its trigger, or nil:
-// for on_cpu tasks of a policy with a lookback that has a trigger time.
+// for on_cpu and off_cpu tasks of a policy with a lookback that have a
+// trigger time.
 func (e *executor) prelude(t control.Task, pid int, started time.Time) *lookback.Prelude {
 	l := e.r.lookback
-	if l == nil || t.Target != policy.TargetOnCPU || len(t.Causes) == 0 || e.r.ctrl == nil {
+	if l == nil || len(t.Causes) == 0 || e.r.ctrl == nil {
 		return nil
 	}
 	p := e.r.ctrl.Policies().Lookup(t.Policy)
 	if p == nil || p.Lookback <= 0 {
 		return nil
 	}
-	return l.rec.Prelude(pid, t.Causes[0].At, p.Lookback, started, e.r.cfg.Profiling.OnCPU.Frequency, e.sym)
+	switch t.Target {
+	case policy.TargetOnCPU:
+		return l.rec.Prelude(pid, t.Causes[0].At, p.Lookback, started, e.r.cfg.Profiling.OnCPU.Frequency, e.sym)
+	case policy.TargetOffCPU:
+		return l.rec.PreludeOffCPU(pid, t.Causes[0].At, p.Lookback, started, e.sym)
+	}
+	return nil
 }
 
 // applyPrelude returns emit that puts pre (if any) into the first report.

@@ -39,7 +39,7 @@ func TestLookbackFollowsPolicies(t *testing.T) {
 		{Info: &procfs.Info{ID: procfs.ID{PID: int32(a.PID())}, ExeName: "app"}},
 		{Info: &procfs.Info{ID: procfs.ID{PID: int32(b.PID())}, ExeName: "other"}},
 	}}
-	l, err := newLookbackSync(LookbackConfig{Frequency: 19, MaxMemory: 16 << 20}, zap.NewNop())
+	l, err := newLookbackSync(LookbackConfig{Frequency: 19, MaxMemory: 16 << 20}, OffCPUConfig{}, true, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,5 +79,30 @@ func TestLookbackFollowsPolicies(t *testing.T) {
 		if time.Since(start) > time.Second {
 			t.Fatal("sampler still loaded with nothing selected")
 		}
+	}
+}
+
+// off_cpu lookback is opt-in: only an off_cpu policy with a lookback puts
+// its processes into the off-CPU record (the on_cpu policy of lookbackSet
+// with lookback 0s records nothing), and only when the receiver may
+// profile off-CPU.
+func TestLookbackOffCPUSelection(t *testing.T) {
+	doc := "policies:\n" +
+		"- {name: p, target: on_cpu, selector: {process.executable.name: app}, lookback: 0s, items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n" +
+		"- {name: q, target: off_cpu, selector: {process.executable.name: app}, lookback: 20s, items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n" +
+		"- {name: r, target: off_cpu, selector: {process.executable.name: app}, items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n" +
+		"- {name: s, target: network, items: [{monitor: process_cpu, threshold: 60, period: 5, count: 3}]}\n"
+	ps, err := policy.Parse([]byte(doc), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := policy.NewSet(ps, time.Now())
+	app := &procfs.Info{ExeName: "app"}
+	if got := selectedLookback(set, app); got != (lookbacks{off: 20 * time.Second}) {
+		t.Errorf("app: %+v; want off_cpu 20s only", got)
+	}
+	other := &procfs.Info{ExeName: "other"}
+	if got := selectedLookback(set, other); got != (lookbacks{}) {
+		t.Errorf("other: %+v; want nothing", got)
 	}
 }

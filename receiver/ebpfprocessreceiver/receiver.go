@@ -94,7 +94,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	if ctrl != nil && r.profiles != nil && r.metrics != nil && r.priv.Admit(policy.TargetOnCPU) == nil {
 		// Fed by the scraper; stopped after the executor, whose tasks
 		// read it.
-		lb, err := newLookbackSync(r.cfg.Profiling.Lookback, r.logger)
+		lb, err := newLookbackSync(r.cfg.Profiling.Lookback, r.cfg.Profiling.OffCPU, r.priv.Admit(policy.TargetOffCPU) == nil, r.logger)
 		if err != nil {
 			cancel()
 			return err

@@ -14,11 +14,12 @@ func TestLookbackDefaults(t *testing.T) {
 			"- {name: off, target: off_cpu, items: "+item+"}\n"+
 			"- {name: net, target: network, items: "+item+"}\n"+
 			"- {name: on-off, target: on_cpu, lookback: 0s, items: "+item+"}\n"+
-			"- {name: on-30, target: on_cpu, lookback: 30s, items: "+item+"}\n")), "test")
+			"- {name: on-30, target: on_cpu, lookback: 30s, items: "+item+"}\n"+
+			"- {name: off-60, target: off_cpu, lookback: 60s, items: "+item+"}\n")), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]time.Duration{"on": DefaultLookback, "off": 0, "net": 0, "on-off": 0, "on-30": 30 * time.Second}
+	want := map[string]time.Duration{"on": DefaultLookback, "off": 0, "net": 0, "on-off": 0, "on-30": 30 * time.Second, "off-60": time.Minute}
 	for _, p := range ps {
 		if p.Lookback != want[p.Name] {
 			t.Errorf("%s: lookback %v, want %v", p.Name, p.Lookback, want[p.Name])
@@ -44,8 +45,9 @@ func TestLookbackErrors(t *testing.T) {
 		{"61s", "on_cpu", `policy "p": lookback: 1m1s is out of range 0..1m0s`},
 		{"-1s", "on_cpu", `policy "p": lookback: -1s is out of range 0..1m0s`},
 		{"500ms", "on_cpu", `policy "p": lookback: 500ms is shorter than 1s (use 0 for off)`},
-		{"10s", "network", `policy "p": lookback: 10s is set on target network; lookback is recorded for on_cpu only`},
-		{"10s", "off_cpu", `policy "p": lookback: 10s is set on target off_cpu`},
+		{"10s", "network", `policy "p": lookback: 10s is set on target network; lookback is recorded for on_cpu and off_cpu only`},
+		{"61s", "off_cpu", `policy "p": lookback: 1m1s is out of range 0..1m0s`},
+		{"500ms", "off_cpu", `policy "p": lookback: 500ms is shorter than 1s (use 0 for off)`},
 		{"ten", "on_cpu", `policy "p": lookback: "ten" is not a duration`},
 	} {
 		_, err := Parse([]byte(doc("- {name: p, target: "+c.target+", lookback: "+c.lookback+", items: "+item+"}")), "test")

@@ -132,10 +132,11 @@ func (p *Policy) validate() []error {
 		add("lookback", "%s is out of range 0..%s", p.Lookback, MaxLookback)
 	case p.Lookback > 0 && p.Lookback < time.Second:
 		add("lookback", "%s is shorter than 1s (use 0 for off)", p.Lookback)
-	case p.Lookback > 0 && p.Target != TargetOnCPU:
-		// off_cpu would need an always-on sched_switch hook with its own
-		// ring; only the on-CPU record exists so far.
-		add("lookback", "%s is set on target %s; lookback is recorded for on_cpu only", p.Lookback, p.Target)
+	case p.Lookback > 0 && p.Target != TargetOnCPU && p.Target != TargetOffCPU:
+		// off_cpu opts in (0 by default: its record is an always-on
+		// sched_switch hook that every switch of the host pays); network
+		// has no record.
+		add("lookback", "%s is set on target %s; lookback is recorded for on_cpu and off_cpu only", p.Lookback, p.Target)
 	}
 
 	if len(p.Items) == 0 {

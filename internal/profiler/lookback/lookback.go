@@ -1,12 +1,14 @@
 //go:build linux
 
-// Package lookback keeps a cheap, bounded, always-on on-CPU record of the
+// Package lookback keeps a cheap, bounded, always-on record of the
 // processes that policies with a lookback select, so that a triggered
 // task's first report can hold the seconds before the trigger.
 //
 // It is one more subscriber of the profiler runtime: a second on-CPU
 // sampler (internal/profiler/oncpu, its own perf events and PID filter,
-// at a low frequency) with the same unwinder. Each selected process has a
+// at a low frequency) with the same unwinder, and for off_cpu policies
+// that opt in a second off-CPU source (internal/profiler/offcpu: its own
+// sched_switch hook and PID filter, same stack budget and min block). Each selected process has a
 // ring of buckets, one per drain (Options.Bucket), covering its lookback;
 // all rings together stay under Options.MaxMemory: when the bound is hit
 // the oldest bucket of the process with the largest ring goes first, so a
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 )
@@ -50,6 +53,9 @@ type Options struct {
 	Bucket time.Duration
 	// MaxPIDs is how many processes can be recorded at once; default 1024.
 	MaxPIDs int
+	// OffCPU configures the off-CPU record (MinBlock, MaxStacksPerSecond:
+	// those of the off_cpu tasks, so both count the same blocks).
+	OffCPU offcpu.Options
 }
 
 // Validate sets the defaults and checks the options, naming the
@@ -89,24 +95,98 @@ type Selection map[int]Selected
 
 // Selected is one selected process.
 type Selected struct {
+	// Lookback is the on-CPU lookback (0: no on-CPU record).
 	Lookback time.Duration
-	Start    time.Time
+	// OffCPU is the off-CPU lookback (0: no off-CPU record): every context
+	// switch on the host pays the sched_switch hook while any is set.
+	OffCPU time.Duration
+	Start  time.Time
 }
+
+// lookback is the lookback sel asks of kind k.
+func (s Selected) lookback(k Kind) time.Duration {
+	if k == OffCPU {
+		return s.OffCPU
+	}
+	return s.Lookback
+}
+
+// Kind is what a ring records.
+type Kind int
+
+// Kinds of record.
+const (
+	OnCPU Kind = iota
+	OffCPU
+)
+
+func (k Kind) String() string {
+	if k == OffCPU {
+		return offcpu.Target
+	}
+	return oncpu.Target
+}
+
+var kinds = [...]Kind{OnCPU, OffCPU}
+
+// key names one ring: a process has one per kind.
+type key struct {
+	pid  int
+	kind Kind
+}
+
+// weight is a sample's value in the rings: CPU samples (on-CPU) or
+// nanoseconds off the CPU (off-CPU, already scaled by the source for its
+// stack budget).
+type weight uint64
+
+func (w weight) Add(o weight) weight { return w + o }
+func (w weight) Weight() uint64      { return uint64(w) }
+
+// source is one kind's subscription for a ring.
+type source interface {
+	drain() (start, end time.Time, samples []stackprof.RawSample[weight], n uint64, err error)
+	close() error
+}
+
+// sub adapts a subscription of either source; count is how many samples
+// (on-CPU) or blocks (off-CPU) a value stands for.
+type sub[V stackprof.Value[V]] struct {
+	s     *stackprof.Subscription[V]
+	count func(V) uint64
+}
+
+func (s sub[V]) drain() (start, end time.Time, out []stackprof.RawSample[weight], n uint64, err error) {
+	b, err := s.s.Drain()
+	if err != nil {
+		return start, end, nil, 0, err
+	}
+	out = make([]stackprof.RawSample[weight], 0, len(b.Samples))
+	for _, rs := range b.Samples {
+		out = append(out, stackprof.RawSample[weight]{User: rs.User, Kernel: rs.Kernel, UserLost: rs.UserLost,
+			KernelLost: rs.KernelLost, Truncated: rs.Truncated, Python: rs.Python, Value: weight(rs.Value.Weight())})
+		n += s.count(rs.Value)
+	}
+	return b.Start, b.End, out, n, nil
+}
+
+func (s sub[V]) close() error { return s.s.Close() }
 
 // Recorder keeps the rings. It is safe for concurrent use.
 type Recorder struct {
 	opts Options
 	mgr  *oncpu.Manager
+	off  *offcpu.Manager
 
 	// syncMu serializes Sync; mu guards the rings.
 	syncMu  sync.Mutex
 	mu      sync.Mutex
-	procs   map[int]*ring
+	procs   map[key]*ring
 	bytes   int64
 	dropped uint64
 	// failed remembers processes that could not be added (gone, too
 	// many), so that a scrape does not retry them every time.
-	failed map[int]Selected
+	failed map[key]Selected
 	closed bool
 
 	stop chan struct{}
@@ -116,15 +196,15 @@ type Recorder struct {
 // ring is one process's record, oldest bucket first.
 type ring struct {
 	sel     Selected
-	sub     *stackprof.Subscription[oncpu.Count]
+	sub     source
 	buckets []bucket
 	bytes   int64
 }
 
 type bucket struct {
 	start, end time.Time
-	samples    []stackprof.RawSample[oncpu.Count]
-	n          uint64 // samples (sum of counts)
+	samples    []stackprof.RawSample[weight]
+	n          uint64 // samples (on-CPU) or blocks (off-CPU)
 	bytes      int64
 }
 
@@ -144,7 +224,20 @@ func New(opts Options) (*Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookback: %w", err)
 	}
-	r := &Recorder{opts: opts, mgr: mgr, procs: map[int]*ring{}, failed: map[int]Selected{},
+	// Loaded only while some off_cpu policy with a lookback selects a
+	// process: its sched_switch hook runs on every switch of the host.
+	offOpts := opts.OffCPU
+	offOpts.MaxPIDs = opts.MaxPIDs
+	offOpts.StackEntries, offOpts.CountEntries = 1024, 1024
+	if offOpts.EventBytes == 0 {
+		offOpts.EventBytes = 2 << 20
+	}
+	off, err := offcpu.NewManager(offOpts)
+	if err != nil {
+		_ = mgr.Close()
+		return nil, fmt.Errorf("lookback: %w", err)
+	}
+	r := &Recorder{opts: opts, mgr: mgr, off: off, procs: map[key]*ring{}, failed: map[key]Selected{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go r.loop()
 	return r, nil
@@ -184,63 +277,81 @@ func (r *Recorder) Sync(sel Selection) error {
 		r.mu.Unlock()
 		return stackprof.ErrClosed
 	}
-	for pid, rg := range r.procs {
-		if s, ok := sel[pid]; !ok || s.Start != rg.sel.Start {
-			r.dropLocked(pid, rg)
+	for k, rg := range r.procs {
+		if s, ok := sel[k.pid]; !ok || s.Start != rg.sel.Start || s.lookback(k.kind) <= 0 {
+			r.dropLocked(k, rg)
 		} else {
-			rg.sel.Lookback = s.Lookback
+			rg.sel = s
 		}
 	}
-	for pid, s := range r.failed {
-		if sel[pid] != s {
-			delete(r.failed, pid)
+	for k, s := range r.failed {
+		if sel[k.pid] != s {
+			delete(r.failed, k)
 		}
 	}
-	var add []int
+	var add []key
 	for pid, s := range sel {
-		if _, failed := r.failed[pid]; r.procs[pid] == nil && s.Lookback > 0 && !failed {
-			add = append(add, pid)
+		for _, kind := range kinds {
+			k := key{pid, kind}
+			if _, failed := r.failed[k]; r.procs[k] == nil && s.lookback(kind) > 0 && !failed {
+				add = append(add, k)
+			}
 		}
 	}
 	r.mu.Unlock()
 
 	var errs []error
-	for _, pid := range add {
-		sub, err := r.mgr.Acquire(pid)
+	for _, k := range add {
+		src, err := r.acquire(k)
 		r.mu.Lock()
 		switch {
 		case err != nil:
-			r.failed[pid] = sel[pid]
-			errs = append(errs, fmt.Errorf("lookback: %w", err))
+			r.failed[k] = sel[k.pid]
+			errs = append(errs, fmt.Errorf("lookback %s: %w", k.kind, err))
 		case r.closed:
-			_ = sub.Close()
+			_ = src.close()
 		default:
-			r.procs[pid] = &ring{sel: sel[pid], sub: sub}
+			r.procs[k] = &ring{sel: sel[k.pid], sub: src}
 		}
 		r.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
 
-func (r *Recorder) dropLocked(pid int, rg *ring) {
-	_ = rg.sub.Close()
+// acquire subscribes to the source of k's kind.
+func (r *Recorder) acquire(k key) (source, error) {
+	if k.kind == OffCPU {
+		s, err := r.off.Acquire(k.pid)
+		if err != nil {
+			return nil, err
+		}
+		return sub[offcpu.Block]{s, func(b offcpu.Block) uint64 { return b.Blocks }}, nil
+	}
+	s, err := r.mgr.Acquire(k.pid)
+	if err != nil {
+		return nil, err
+	}
+	return sub[oncpu.Count]{s, func(c oncpu.Count) uint64 { return uint64(c) }}, nil
+}
+
+func (r *Recorder) dropLocked(k key, rg *ring) {
+	_ = rg.sub.close()
 	r.bytes -= rg.bytes
-	delete(r.procs, pid)
+	delete(r.procs, k)
 }
 
 // fillLocked drains every subscription into a new bucket, then trims the
 // rings to their lookback and to the memory bound.
 func (r *Recorder) fillLocked(now time.Time) {
-	for pid, rg := range r.procs {
-		b, err := rg.sub.Drain()
+	for k, rg := range r.procs {
+		start, end, samples, n, err := rg.sub.drain()
 		if err != nil {
-			r.dropLocked(pid, rg)
+			r.dropLocked(k, rg)
 			continue
 		}
-		if len(b.Samples) > 0 {
-			bk := bucket{start: b.Start, end: b.End, samples: b.Samples}
-			for _, s := range b.Samples {
-				bk.n += uint64(s.Value)
+		if len(samples) > 0 {
+			bk := bucket{start: start, end: end, samples: samples, n: n}
+			for _, s := range samples {
 				bk.bytes += int64(8*(len(s.User)+len(s.Kernel))) + sampleOverhead
 			}
 			rg.buckets = append(rg.buckets, bk)
@@ -248,7 +359,7 @@ func (r *Recorder) fillLocked(now time.Time) {
 			r.bytes += bk.bytes
 		}
 		// Old buckets leave by age; they are not counted as dropped.
-		keep := now.Add(-rg.sel.Lookback - grace)
+		keep := now.Add(-rg.sel.lookback(k.kind) - grace)
 		for len(rg.buckets) > 0 && rg.buckets[0].end.Before(keep) {
 			r.removeOldestLocked(rg)
 		}
@@ -256,9 +367,9 @@ func (r *Recorder) fillLocked(now time.Time) {
 	r.evictLocked()
 }
 
-// evictLocked drops the oldest bucket of the process with the largest
-// ring until all rings fit the memory bound; what it drops counts as
-// dropped.
+// evictLocked drops the oldest bucket of the largest ring (on-CPU and
+// off-CPU rings alike) until all rings fit the memory bound; what it
+// drops counts as dropped.
 func (r *Recorder) evictLocked() {
 	for r.bytes > r.opts.MaxMemory {
 		var big *ring
@@ -287,22 +398,28 @@ func (r *Recorder) removeOldestLocked(rg *ring) {
 // time the window covers (the samples of a bucket carry no times of their
 // own, so a bucket cut by the window counts in proportion).
 type Part struct {
-	Samples    []stackprof.RawSample[oncpu.Count]
+	Samples    []stackprof.RawSample[weight]
 	Fraction   float64
 	Start, End time.Time
 }
 
-// Window is what the ring of process pid holds from from (inclusive) to
-// to (exclusive), oldest first. It first moves what the sampler has
-// gathered since the last bucket into the ring.
+// Window is what the on-CPU ring of process pid holds from from
+// (inclusive) to to (exclusive), oldest first.
 func (r *Recorder) Window(pid int, from, to time.Time) []Part {
+	return r.WindowOf(OnCPU, pid, from, to)
+}
+
+// WindowOf is Window for the ring of kind. It first moves what the source
+// has gathered since the last bucket into the ring.
+func (r *Recorder) WindowOf(kind Kind, pid int, from, to time.Time) []Part {
+	k := key{pid, kind}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.procs[pid] == nil {
+	if r.procs[k] == nil {
 		return nil
 	}
 	r.fillLocked(time.Now())
-	rg := r.procs[pid]
+	rg := r.procs[k]
 	if rg == nil {
 		return nil
 	}
@@ -344,8 +461,8 @@ func (r *Recorder) Coverage() []Coverage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Coverage, 0, len(r.procs))
-	for pid, rg := range r.procs {
-		c := Coverage{PID: pid, Lookback: rg.sel.Lookback, Bytes: rg.bytes}
+	for k, rg := range r.procs {
+		c := Coverage{PID: k.pid, Target: k.kind.String(), Lookback: rg.sel.lookback(k.kind), Bytes: rg.bytes}
 		if n := len(rg.buckets); n > 0 {
 			c.From, c.To = rg.buckets[0].start, rg.buckets[n-1].end
 		}
@@ -363,23 +480,40 @@ type Stats struct {
 	Processes int
 	// Bytes is the memory the rings hold now.
 	Bytes int64
-	// Dropped is how many samples the memory bound evicted since New.
+	// Dropped is how many samples (on-CPU) and blocks (off-CPU) the
+	// memory bound evicted since New.
 	Dropped uint64
-	// Loaded is whether the sampler is in the kernel now.
-	Loaded bool
+	// Loaded is whether the on-CPU sampler is in the kernel now;
+	// OffCPULoaded whether the off-CPU source is.
+	Loaded, OffCPULoaded bool
 }
 
 // Stats reads the totals.
 func (r *Recorder) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Stats{Processes: len(r.procs), Bytes: r.bytes, Dropped: r.dropped, Loaded: r.mgr.Loaded()}
+	pids := map[int]bool{}
+	for k := range r.procs {
+		pids[k.pid] = true
+	}
+	return Stats{Processes: len(pids), Bytes: r.bytes, Dropped: r.dropped, Loaded: r.mgr.Loaded(), OffCPULoaded: r.off.Loaded()}
 }
 
 // IsSampled reports whether process pid is in the sampler's in-kernel
 // filter now.
 func (r *Recorder) IsSampled(pid int) bool {
 	p, ok := r.mgr.Profiler()
+	if !ok {
+		return false
+	}
+	in, err := p.IsTarget(pid)
+	return err == nil && in
+}
+
+// IsRecordedOffCPU reports whether process pid is in the off-CPU
+// source's in-kernel filter now.
+func (r *Recorder) IsRecordedOffCPU(pid int) bool {
+	p, ok := r.off.Profiler()
 	if !ok {
 		return false
 	}
@@ -396,10 +530,10 @@ func (r *Recorder) Close() error {
 	}
 	r.closed = true
 	close(r.stop)
-	for pid, rg := range r.procs {
-		r.dropLocked(pid, rg)
+	for k, rg := range r.procs {
+		r.dropLocked(k, rg)
 	}
 	r.mu.Unlock()
 	<-r.done
-	return r.mgr.Close()
+	return errors.Join(r.mgr.Close(), r.off.Close())
 }

@@ -122,17 +122,17 @@ func TestEvictLargestFirst(t *testing.T) {
 		}
 		return rg
 	}
-	r := &Recorder{opts: Options{MaxMemory: 1000}, procs: map[int]*ring{
-		1: mk(300, 300, 300), // 900: the largest
-		2: mk(200, 200),      // 400
-		3: mk(100),
+	r := &Recorder{opts: Options{MaxMemory: 1000}, procs: map[key]*ring{
+		{pid: 1}: mk(300, 300, 300), // 900: the largest
+		{pid: 2}: mk(200, 200),      // 400
+		{pid: 3}: mk(100),
 	}}
 	for _, rg := range r.procs {
 		r.bytes += rg.bytes
 	}
 	r.evictLocked() // 1400 -> drop 1's oldest (1100) -> 1: 600 vs 2: 400 -> drop 1's (800)
-	if r.bytes != 800 || len(r.procs[1].buckets) != 1 || len(r.procs[2].buckets) != 2 || len(r.procs[3].buckets) != 1 {
-		t.Errorf("after eviction: %d bytes, rings %d/%d/%d buckets", r.bytes, len(r.procs[1].buckets), len(r.procs[2].buckets), len(r.procs[3].buckets))
+	if r.bytes != 800 || len(r.procs[key{pid: 1}].buckets) != 1 || len(r.procs[key{pid: 2}].buckets) != 2 || len(r.procs[key{pid: 3}].buckets) != 1 {
+		t.Errorf("after eviction: %d bytes, rings %d/%d/%d buckets", r.bytes, len(r.procs[key{pid: 1}].buckets), len(r.procs[key{pid: 2}].buckets), len(r.procs[key{pid: 3}].buckets))
 	}
 	if r.dropped != 6 {
 		t.Errorf("dropped %d samples, want 6", r.dropped)

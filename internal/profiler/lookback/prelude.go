@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/output/profiles"
-	"github.com/contprof/contprof/internal/profiler/oncpu"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 )
 
@@ -21,7 +20,7 @@ type Prelude struct {
 	Samples []profiles.Sample
 }
 
-// Prelude takes the record of process pid for a task that started at
+// Prelude takes the on-CPU record of process pid for a task that started at
 // taskStart on a trigger at trigger, sampling at taskFrequency Hz. A
 // lookback sample stands for 1/Frequency s of CPU, a task sample for
 // 1/taskFrequency s, so counts are scaled by taskFrequency/Frequency: the
@@ -29,11 +28,22 @@ type Prelude struct {
 // before_trigger, those between the trigger and the task's start during.
 // nil when the record holds nothing for the window.
 func (r *Recorder) Prelude(pid int, trigger time.Time, lookback time.Duration, taskStart time.Time, taskFrequency int, sym stackprof.Symbolizer) *Prelude {
+	return r.prelude(OnCPU, pid, trigger, lookback, taskStart, float64(taskFrequency)/float64(r.opts.Frequency), sym)
+}
+
+// PreludeOffCPU is Prelude for an off_cpu task from the off-CPU record.
+// Both count nanoseconds off the CPU, so nothing is rescaled: each source
+// already scales the blocks its stack budget skipped into the ones it
+// recorded, and both have the same budget and min block.
+func (r *Recorder) PreludeOffCPU(pid int, trigger time.Time, lookback time.Duration, taskStart time.Time, sym stackprof.Symbolizer) *Prelude {
+	return r.prelude(OffCPU, pid, trigger, lookback, taskStart, 1, sym)
+}
+
+func (r *Recorder) prelude(kind Kind, pid int, trigger time.Time, lookback time.Duration, taskStart time.Time, scale float64, sym stackprof.Symbolizer) *Prelude {
 	if lookback <= 0 || trigger.IsZero() {
 		return nil
 	}
 	p := &Prelude{Trigger: trigger}
-	scale := float64(taskFrequency) / float64(r.opts.Frequency)
 	for _, w := range []struct {
 		from, to time.Time
 		phase    string
@@ -44,9 +54,9 @@ func (r *Recorder) Prelude(pid int, trigger time.Time, lookback time.Duration, t
 		// Each stack once per phase: its buckets' counts, scaled and cut
 		// by the window, summed.
 		var order []string
-		stacks := map[string]stackprof.RawSample[oncpu.Count]{}
+		stacks := map[string]stackprof.RawSample[weight]{}
 		weights := map[string]float64{}
-		for _, part := range r.Window(pid, w.from, w.to) {
+		for _, part := range r.WindowOf(kind, pid, w.from, w.to) {
 			if p.Start.IsZero() || part.Start.Before(p.Start) {
 				p.Start = part.Start
 			}
@@ -60,10 +70,10 @@ func (r *Recorder) Prelude(pid int, trigger time.Time, lookback time.Duration, t
 				weights[k] += float64(rs.Value) * scale * part.Fraction
 			}
 		}
-		b := stackprof.Batch[oncpu.Count]{PID: pid}
+		b := stackprof.Batch[weight]{PID: pid}
 		for _, k := range order {
 			rs := stacks[k]
-			if rs.Value = oncpu.Count(math.Round(weights[k])); rs.Value > 0 {
+			if rs.Value = weight(math.Round(weights[k])); rs.Value > 0 {
 				b.Samples = append(b.Samples, rs)
 			}
 		}
