@@ -501,19 +501,14 @@ func (r *Recorder) Stats() Stats {
 
 // IsSampled reports whether process pid is in the sampler's in-kernel
 // filter now.
-func (r *Recorder) IsSampled(pid int) bool {
-	p, ok := r.mgr.Profiler()
-	if !ok {
-		return false
-	}
-	in, err := p.IsTarget(pid)
-	return err == nil && in
-}
+func (r *Recorder) IsSampled(pid int) bool { return inFilter(r.mgr, pid) }
 
 // IsRecordedOffCPU reports whether process pid is in the off-CPU
 // source's in-kernel filter now.
-func (r *Recorder) IsRecordedOffCPU(pid int) bool {
-	p, ok := r.off.Profiler()
+func (r *Recorder) IsRecordedOffCPU(pid int) bool { return inFilter(r.off, pid) }
+
+func inFilter[V stackprof.Value[V]](m *stackprof.Manager[V], pid int) bool {
+	p, ok := m.Profiler()
 	if !ok {
 		return false
 	}

@@ -285,19 +285,7 @@ func TestSpikeLookback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre := r.Prelude(pid, trigger, lookback, run.Started(), taskFreq, sym)
-	if pre == nil {
-		t.Fatal("no lookback samples")
-	}
-	var reports []*profiles.Profile
-	if err := run.Run(t.Context(), func(p *profiles.Profile) {
-		if len(reports) == 0 {
-			pre.Apply(p)
-		}
-		reports = append(reports, p)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	reports := runWithPrelude(t, run, r.Prelude(pid, trigger, lookback, run.Started(), taskFreq, sym))
 	taskEnd := read()
 	if len(reports) != 1 {
 		t.Fatalf("%d reports, want 1", len(reports))
@@ -335,4 +323,23 @@ func TestSpikeLookback(t *testing.T) {
 	if p.Attributes[profiles.AttrTriggerTime] == nil {
 		t.Error("no trigger time on the profile")
 	}
+}
+
+// runWithPrelude runs a task to its end with pre put into its first
+// report, and returns the reports.
+func runWithPrelude(t *testing.T, run *taskrun.Run, pre *Prelude) []*profiles.Profile {
+	t.Helper()
+	if pre == nil {
+		t.Fatal("no lookback samples")
+	}
+	var reports []*profiles.Profile
+	if err := run.Run(t.Context(), func(p *profiles.Profile) {
+		if len(reports) == 0 {
+			pre.Apply(p)
+		}
+		reports = append(reports, p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return reports
 }

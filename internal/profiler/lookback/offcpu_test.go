@@ -77,19 +77,7 @@ func TestOffCPULookback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre := r.PreludeOffCPU(pid, trigger, lookback, run.Started(), sym)
-	if pre == nil {
-		t.Fatal("no lookback samples")
-	}
-	var reports []*profiles.Profile
-	if err := run.Run(t.Context(), func(p *profiles.Profile) {
-		if len(reports) == 0 {
-			pre.Apply(p)
-		}
-		reports = append(reports, p)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	reports := runWithPrelude(t, run, r.PreludeOffCPU(pid, trigger, lookback, run.Started(), sym))
 	if len(reports) == 0 {
 		t.Fatal("no report")
 	}
