@@ -3,8 +3,10 @@ package procfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -242,4 +244,33 @@ func resourceAttrs(s string) (name, instance string) {
 		}
 	}
 	return name, instance
+}
+
+// ParseCPUList parses a kernel CPU list such as "0-3,5,7-8" (the format of
+// /sys/devices/system/cpu/online and cpuset files).
+func ParseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("bad CPU list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("bad CPU list %q", s)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("bad CPU list %q", s)
+	}
+	return cpus, nil
 }

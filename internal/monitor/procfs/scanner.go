@@ -751,24 +751,11 @@ func onlineCPUs() float64 {
 	return float64(runtime.NumCPU())
 }
 
+// countCPUList counts the CPUs of a list; 0 when it is malformed.
 func countCPUList(s string) int {
-	n := 0
-	for _, r := range strings.Split(s, ",") {
-		if r == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(r, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return 0
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return 0
-			}
-		}
-		n += b - a + 1
+	cpus, err := ParseCPUList(s)
+	if err != nil {
+		return 0
 	}
-	return n
+	return len(cpus)
 }

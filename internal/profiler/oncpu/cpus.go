@@ -5,8 +5,9 @@ package oncpu
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // onlineCPUs lists the CPUs a perf event is opened on.
@@ -20,28 +21,9 @@ func onlineCPUs() ([]int, error) {
 
 // parseCPUList parses "0-3,5,7-8".
 func parseCPUList(s string) ([]int, error) {
-	var cpus []int
-	for _, part := range strings.Split(s, ",") {
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
-			}
-		}
-		for c := a; c <= b; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	if len(cpus) == 0 {
-		return nil, fmt.Errorf("on_cpu: bad CPU list %q", s)
+	cpus, err := procfs.ParseCPUList(s)
+	if err != nil {
+		return nil, fmt.Errorf("on_cpu: %w", err)
 	}
 	return cpus, nil
 }
