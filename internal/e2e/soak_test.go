@@ -117,30 +117,10 @@ func (f *flappingSink) serve(lis net.Listener) *grpc.Server {
 
 // taskProfiles counts the distinct profiles (task id, start) per task.
 func taskProfiles(all []pprofile.Profiles) map[string]int {
-	seen := map[string]bool{}
 	out := map[string]int{}
-	for _, pd := range all {
-		dict := pd.Dictionary()
-		for i := 0; i < pd.ResourceProfiles().Len(); i++ {
-			sps := pd.ResourceProfiles().At(i).ScopeProfiles()
-			for j := 0; j < sps.Len(); j++ {
-				ps := sps.At(j).Profiles()
-				for k := 0; k < ps.Len(); k++ {
-					attrs, err := pprofile.FromAttributeIndices(dict.AttributeTable(), ps.At(k), dict)
-					if err != nil {
-						continue
-					}
-					id, ok := attrs.Get("contprof.task.id")
-					if !ok {
-						continue
-					}
-					key := id.Str() + "@" + strconv.FormatInt(int64(ps.At(k).Time()), 10)
-					if !seen[key] {
-						seen[key] = true
-						out[id.Str()]++
-					}
-				}
-			}
+	for _, tasks := range hostTaskProfiles(all) {
+		for id, n := range tasks {
+			out[id] += n
 		}
 	}
 	return out
