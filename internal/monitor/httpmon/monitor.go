@@ -21,7 +21,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ import (
 	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
 	bpfload "github.com/contprof/contprof/bpf/load"
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/ringread"
 )
 
 // Attachment flavours.
@@ -403,24 +403,7 @@ func (m *Monitor) setWord(idx uint32, w uint64) error {
 // read consumes the ring buffer until Close.
 func (m *Monitor) read() {
 	defer close(m.done)
-	var rec ringbuf.Record
-	m.rd.SetDeadline(time.Now().Add(m.opts.PollInterval))
-	for {
-		err := m.rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			m.handle(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			m.rd.SetDeadline(time.Now().Add(m.opts.PollInterval))
-		case errors.Is(err, ringbuf.ErrFlushed):
-			select {
-			case m.flushed <- struct{}{}:
-			default:
-			}
-		default: // closed
-			return
-		}
-	}
+	ringread.Run(m.rd, m.opts.PollInterval, m.flushed, m.handle)
 }
 
 func (m *Monitor) handle(b []byte) {

@@ -24,6 +24,7 @@ import (
 	"github.com/contprof/contprof/bpf/tcpevents"
 	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/output/histogram"
+	"github.com/contprof/contprof/internal/ringread"
 )
 
 // Options configure a network profiling task; zero values take defaults.
@@ -379,37 +380,22 @@ const readerPoll = 200 * time.Millisecond
 // read moves events from the ring buffer to t.events.
 func (t *Task) read() {
 	defer close(t.done)
-	var rec ringbuf.Record
-	t.rd.SetDeadline(time.Now().Add(readerPoll))
-	for {
-		err := t.rd.ReadInto(&rec)
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			t.rd.SetDeadline(time.Now().Add(readerPoll))
-		case err == nil:
-			if len(rec.RawSample) < tcpevents.EventSize {
-				continue
-			}
-			// The record is the C struct in native layout (EventSize
-			// checked above); a copy is much cheaper than binary.Decode.
-			ev := *(*tcpevents.Event)(unsafe.Pointer(&rec.RawSample[0]))
-			t.mu.Lock()
-			t.events = append(t.events, ev)
-			if len(t.events) >= eventBatch && !t.closed {
-				// Applied as they come under churn, so that memory stays
-				// bounded by connections rather than by events.
-				t.applyEvents()
-			}
-			t.mu.Unlock()
-		case errors.Is(err, ringbuf.ErrFlushed):
-			select {
-			case t.flushed <- struct{}{}:
-			default:
-			}
-		default: // closed
+	ringread.Run(t.rd, readerPoll, t.flushed, func(raw []byte) {
+		if len(raw) < tcpevents.EventSize {
 			return
 		}
-	}
+		// The record is the C struct in native layout (EventSize
+		// checked above); a copy is much cheaper than binary.Decode.
+		ev := *(*tcpevents.Event)(unsafe.Pointer(&raw[0]))
+		t.mu.Lock()
+		t.events = append(t.events, ev)
+		if len(t.events) >= eventBatch && !t.closed {
+			// Applied as they come under churn, so that memory stays
+			// bounded by connections rather than by events.
+			t.applyEvents()
+		}
+		t.mu.Unlock()
+	})
 }
 
 // flush waits until every event the kernel has sent so far is in t.events.
