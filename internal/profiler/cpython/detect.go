@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // ErrNotPython is returned by Detect for processes without a CPython
@@ -71,18 +73,11 @@ func readMaps(path string) ([]mapLine, error) {
 	var out []mapLine
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// 55d4c7a00000-55d4c7a01000 r-xp 00001000 fe:01 1234  /usr/bin/app
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || !strings.HasPrefix(fields[5], "/") {
+		ml, ok := procfs.ParseMapsLine(sc.Text())
+		if !ok || !strings.HasPrefix(ml.Path, "/") {
 			continue
 		}
-		start, _, _ := strings.Cut(fields[0], "-")
-		s, err1 := strconv.ParseUint(start, 16, 64)
-		o, err2 := strconv.ParseUint(fields[2], 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out = append(out, mapLine{start: s, offset: o, path: strings.Join(fields[5:], " ")})
+		out = append(out, mapLine{start: ml.Start, offset: ml.Offset, path: ml.Path})
 	}
 	return out, sc.Err()
 }

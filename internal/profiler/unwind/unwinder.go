@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // Options tune an Unwinder; the zero value is ready to use.
@@ -400,25 +401,18 @@ func (u *Unwinder) readMapsLocked(pid int, p *process) error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		// 55d4c7a00000-55d4c7a01000 r-xp 00001000 fe:01 1234  /usr/bin/app
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || !strings.Contains(fields[1], "x") {
+		ml, ok := procfs.ParseMapsLine(sc.Text())
+		if !ok || !strings.Contains(ml.Perms, "x") {
 			continue
 		}
-		lo, hi, _ := strings.Cut(fields[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(fields[2], 16, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		m := mapping{start: start, end: end, offset: off}
-		if fields[4] != "0" && len(fields) >= 6 && strings.HasPrefix(fields[5], "/") {
+		start, end := ml.Start, ml.End
+		m := mapping{start: start, end: end, offset: ml.Offset}
+		if ml.Inode != 0 && strings.HasPrefix(ml.Path, "/") {
 			// map_files names have no leading zeros (maps lines do);
 			// the root path is for kernels without map_files access.
 			m.e = u.entryLocked(fmt.Sprintf("%s/%d/map_files/%x-%x", u.procfs, pid, start, end))
 			if m.e == nil {
-				m.e = u.entryLocked(fmt.Sprintf("%s/%d/root%s", u.procfs, pid, strings.Join(fields[5:], " ")))
+				m.e = u.entryLocked(fmt.Sprintf("%s/%d/root%s", u.procfs, pid, ml.Path))
 			}
 		}
 		maps = append(maps, m)
