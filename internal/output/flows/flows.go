@@ -122,12 +122,7 @@ func readMetric(m pmetric.Metric, get func(pcommon.Map) *Flow) {
 	switch m.Name() {
 	case MetricIO, MetricRetransmits, MetricOpened, MetricClosed:
 		dps := m.Sum().DataPoints()
-		for i := 0; i < dps.Len(); i++ {
-			dp := dps.At(i)
-			f := get(dp.Attributes())
-			if f == nil {
-				continue
-			}
+		eachFlow(dps.Len(), dps.At, get, func(f *Flow, dp pmetric.NumberDataPoint) {
 			v := dp.IntValue()
 			switch m.Name() {
 			case MetricIO:
@@ -143,35 +138,36 @@ func readMetric(m pmetric.Metric, get func(pcommon.Map) *Flow) {
 			case MetricClosed:
 				f.Closed += v
 			}
-		}
+		})
 	case MetricActive, MetricRTT:
 		dps := m.Gauge().DataPoints()
-		for i := 0; i < dps.Len(); i++ {
-			dp := dps.At(i)
-			f := get(dp.Attributes())
-			if f == nil {
-				continue
-			}
+		eachFlow(dps.Len(), dps.At, get, func(f *Flow, dp pmetric.NumberDataPoint) {
 			if m.Name() == MetricActive {
 				f.Active = dp.IntValue()
 			} else {
 				f.RTT = (f.RTT*float64(f.rttN) + dp.DoubleValue()) / float64(f.rttN+1)
 				f.rttN++
 			}
-		}
+		})
 	case MetricHTTPServer, MetricHTTPClient:
 		dps := m.Histogram().DataPoints()
-		for i := 0; i < dps.Len(); i++ {
-			dp := dps.At(i)
-			f := get(dp.Attributes())
-			if f == nil {
-				continue
-			}
+		eachFlow(dps.Len(), dps.At, get, func(f *Flow, dp pmetric.HistogramDataPoint) {
 			f.HTTPRequests += int64(dp.Count())
 			f.HTTPSeconds += dp.Sum()
 			if code, _ := attrval.Int(dp.Attributes(), AttrStatus); code >= 500 {
 				f.HTTPErrors += int64(dp.Count())
 			}
+		})
+	}
+}
+
+// eachFlow calls add with each of the n points at returns and the flow its
+// attributes name; points of no flow are skipped.
+func eachFlow[P interface{ Attributes() pcommon.Map }](n int, at func(int) P, get func(pcommon.Map) *Flow, add func(*Flow, P)) {
+	for i := 0; i < n; i++ {
+		dp := at(i)
+		if f := get(dp.Attributes()); f != nil {
+			add(f, dp)
 		}
 	}
 }
