@@ -59,6 +59,10 @@ func TestOnCPUClosedLoop(t *testing.T) {
 	requireRoot(t)
 	sink := startOTLPSink(t)
 	bin := workload.BuildC(t, "hotcpu.c")
+	// Two busy processes on a 2-CPU machine read ~41-50 % each (process_cpu
+	// is a share of all CPUs) with the collector and the test beside them,
+	// so the policy asks for 25 %: this test is about the closed loop, not
+	// about how close to a full CPU a hog gets.
 	hot := startBusy(t, bin, "contprof-hot")
 	other := startBusy(t, bin, "contprof-other")
 	port := freePort(t)
@@ -71,7 +75,7 @@ func TestOnCPUClosedLoop(t *testing.T) {
   target: on_cpu
   duration: 10s
   items:
-    - { monitor: process_cpu, threshold: 40, period: 5, count: 3 }`,
+    - { monitor: process_cpu, threshold: 25, period: 5, count: 3 }`,
 		APIPort:  port,
 		Receiver: "include: { executables: [contprof-hot, contprof-other] }\nprofiling: { report_interval: 3s }",
 		OTLP:     sink.addr,
@@ -90,8 +94,8 @@ func TestOnCPUClosedLoop(t *testing.T) {
 		t.Fatalf("task causes %+v: want the crossing values of process_cpu", task.Causes)
 	}
 	for _, v := range task.Causes[0].Values {
-		if v < 40 {
-			t.Fatalf("cause value %v is below the threshold 40: %+v", v, task.Causes[0])
+		if v < 25 {
+			t.Fatalf("cause value %v is below the threshold 25: %+v", v, task.Causes[0])
 		}
 	}
 	t.Logf("trigger latency (end of the count-th crossing second -> task started): %v",

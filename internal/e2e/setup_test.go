@@ -15,7 +15,9 @@ func TestSetupScriptTellsWhatIsMissing(t *testing.T) {
 	requireRoot(t) // to run it as another user
 	dir := t.TempDir()
 	// Readable by the unprivileged user, wherever the checkout is.
-	for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()); d = filepath.Dir(d) {
+	// Stop below the temp root itself: /tmp must keep its sticky 1777 mode
+	// (a JVM run as nobody later creates its attach socket there).
+	for d := dir; strings.HasPrefix(d, os.TempDir()+string(filepath.Separator)); d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
