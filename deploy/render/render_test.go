@@ -115,8 +115,8 @@ func TestChartDaemonSet(t *testing.T) {
 // Values change what they should.
 func TestChartValues(t *testing.T) {
 	o := objects(t, map[string]any{
-		"exporter":      map[string]any{"endpoint": "gw.example:4317", "insecure": false, "headers": map[string]any{"x-team": "perf"}},
-		"policies":      []any{map[string]any{"name": "x", "target": "on_cpu", "items": []any{map[string]any{"monitor": "process_cpu", "threshold": 50, "period": 5, "count": 2}}}},
+		"exporter": map[string]any{"endpoint": "gw.example:4317", "insecure": false, "headers": map[string]any{"x-team": "perf"}},
+		"policies": []any{map[string]any{"name": "x", "target": "on_cpu", "items": []any{map[string]any{"monitor": "process_cpu", "threshold": 50, "period": 5, "count": 2}}}},
 	})
 	cfg := CollectorConfig(t, o)
 	if !strings.Contains(cfg, `endpoint: "gw.example:4317"`) ||
