@@ -126,20 +126,6 @@ func taskProfiles(all []pprofile.Profiles) map[string]int {
 	return out
 }
 
-func rssBytes(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 func goroutines(t *testing.T, api string) int {
 	var st struct {
 		Goroutines int `json:"goroutines"`
@@ -283,7 +269,7 @@ func TestSoak(t *testing.T) {
 	var peakRSS atomic.Int64
 	var bpf sync.Map
 	every(time.Second, func(i int) {
-		r := rssBytes(pid)
+		r := procRSS(pid)
 		if r > peakRSS.Load() {
 			peakRSS.Store(r)
 		}
