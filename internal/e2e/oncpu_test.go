@@ -13,19 +13,15 @@ import (
 	"github.com/google/pprof/profile"
 	"go.opentelemetry.io/collector/pdata/pprofile"
 
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
-// requireRoot skips (or, in CI, fails) tests that need eBPF.
+// requireRoot skips (or, in CI, fails) tests that need eBPF: the
+// project's convention, proftest.RequireEBPF.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-		t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not running as root")
-	}
-	t.Skip("eBPF needs root")
+	proftest.RequireEBPF(t, "the collector's eBPF")
 }
 
 // copyAs copies the program bin to a file called name in a temporary
