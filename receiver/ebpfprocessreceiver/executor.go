@@ -27,11 +27,6 @@ import (
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
-// profileRun is a started profiling task of one process.
-type profileRun interface {
-	Run(ctx context.Context, emit func(*profiles.Profile)) error
-}
-
 // maxParallelStarts bounds how many tasks start at once: a start loads BPF
 // objects, opens perf events on every CPU and preloads symbols, and a
 // burst of them must not take every core from the scrape loop.
@@ -177,27 +172,22 @@ func (e *executor) start(ctx context.Context, t control.Task, sink dispatch.Sink
 		Resource:       proc.Attributes,
 		Attributes:     profiles.TaskAttributes(t),
 	}
-	var run profileRun
+	// Both managers return the runtime's run, of either source.
+	var run *oncpu.TaskRun
 	var err error
-	// started is when the task's own samples begin.
-	var started time.Time
 	switch t.Target {
 	case policy.TargetOnCPU:
-		var r *oncpu.TaskRun
-		if r, err = e.oncpu.StartTask(e.sym, spec); err == nil {
-			run, started = r, r.Started()
-		}
+		run, err = e.oncpu.StartTask(e.sym, spec)
 	case policy.TargetOffCPU:
-		var r *oncpu.TaskRun // the runtime's run, of either source
-		if r, err = e.offcpu.StartTask(e.sym, spec); err == nil {
-			run, started = r, r.Started()
-		}
+		run, err = e.offcpu.StartTask(e.sym, spec)
 	default:
 		return nil, fmt.Errorf("task %s: target %q is not supported by this receiver", t.ID, t.Target)
 	}
 	if err != nil {
 		return nil, err
 	}
+	// started is when the task's own samples begin.
+	started := run.Started()
 	// Taken now, before the record moves on: the samples from
 	// [trigger - lookback, the task's first sample).
 	pre := e.prelude(t, proc.PID, started)
