@@ -63,19 +63,19 @@ func (e *taskEvents) emit(ev taskevents.Event) {
 func (e *taskEvents) run() {
 	defer close(e.done)
 	for ev := range e.ch {
+		// Whatever else is queued goes in the same batch.
 		batch := []taskevents.Event{ev}
+	fill:
 		for len(batch) < 100 {
 			select {
 			case more, ok := <-e.ch:
 				if !ok {
-					e.send(batch)
-					return
+					break fill // closed: the range ends after this send
 				}
 				batch = append(batch, more)
-				continue
 			default:
+				break fill
 			}
-			break
 		}
 		e.send(batch)
 	}
