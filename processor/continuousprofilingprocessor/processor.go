@@ -318,10 +318,9 @@ func (p *cpProcessor) ingestResource(rm pmetric.ResourceMetrics, now time.Time) 
 		}
 	}
 	sms := rm.ScopeMetrics()
-	util := false
-	if proc != nil {
-		util = hasCPUUtil(sms)
-	}
+	// Whether the resource also carries a utilization is only asked (one
+	// more pass over its metrics) when a CPU time counter is met.
+	utilKnown, util := false, false
 	for i := 0; i < sms.Len(); i++ {
 		ms := sms.At(i).Metrics()
 		for j := 0; j < ms.Len(); j++ {
@@ -339,7 +338,13 @@ func (p *cpProcessor) ingestResource(rm pmetric.ResourceMetrics, now time.Time) 
 					p.ingestCPU(proc, m)
 				}
 			case kindCPUTime:
-				if proc != nil && !util {
+				if proc == nil {
+					break
+				}
+				if !utilKnown {
+					utilKnown, util = true, hasCPUUtil(sms)
+				}
+				if !util {
 					p.ingestCPUTime(proc, m)
 				}
 			case kindThreads:
