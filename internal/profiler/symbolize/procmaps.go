@@ -6,8 +6,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // procMapping is one line of /proc/PID/maps.
@@ -32,27 +33,15 @@ func parseProcMaps(r io.Reader) ([]procMapping, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		// 55d4c7a00000-55d4c7a01000 r-xp 00001000 fe:01 1234  /usr/bin/app
 		line := sc.Text()
-		fields := strings.SplitN(line, " ", 6)
-		if len(fields) < 5 {
-			continue
-		}
-		addrs := strings.SplitN(fields[0], "-", 2)
-		if len(addrs) != 2 {
-			return nil, fmt.Errorf("maps: bad address range %q", fields[0])
-		}
-		start, err1 := strconv.ParseUint(addrs[0], 16, 64)
-		end, err2 := strconv.ParseUint(addrs[1], 16, 64)
-		off, err3 := strconv.ParseUint(fields[2], 16, 64)
-		inode, err4 := strconv.ParseUint(fields[4], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		ml, ok := procfs.ParseMapsLine(line)
+		if !ok {
+			if len(strings.Fields(line)) < 5 {
+				continue
+			}
 			return nil, fmt.Errorf("maps: bad line %q", line)
 		}
-		m := procMapping{start: start, end: end, offset: off, perms: fields[1], inode: inode}
-		if len(fields) == 6 {
-			m.path = strings.TrimLeft(fields[5], " ")
-		}
+		m := procMapping{start: ml.Start, end: ml.End, offset: ml.Offset, perms: ml.Perms, inode: ml.Inode, path: ml.Path}
 		if p, ok := strings.CutSuffix(m.path, " (deleted)"); ok {
 			m.path, m.deleted = p, true
 		}
