@@ -76,7 +76,7 @@ func measure(t *testing.T, pid int, d time.Duration) *measured {
 		t.Fatal(err)
 	}
 	defer mgr.Close()
-	run, err := oncpu.StartTask(mgr, sym, oncpu.Task{PID: pid, Duration: d, ReportInterval: 2 * time.Second})
+	run, err := mgr.StartTask(sym, oncpu.Task{PID: pid, Duration: d, ReportInterval: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("start task: %v", err)
 	}

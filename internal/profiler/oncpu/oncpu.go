@@ -21,7 +21,6 @@ import (
 	"github.com/contprof/contprof/internal/output/profiles"
 	"github.com/contprof/contprof/internal/profiler/cpython"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
-	"github.com/contprof/contprof/internal/profiler/symbolize"
 	"github.com/contprof/contprof/internal/profiler/taskrun"
 )
 
@@ -274,8 +273,3 @@ func NewManager(opts Options) (*Manager, error) {
 }
 
 func privilegeHint(err error) error { return stackprof.PrivilegeHint(err, "on-CPU profiling") }
-
-// StartTask is mgr.StartTask.
-func StartTask(mgr *Manager, sym *symbolize.Symbolizer, t Task) (*TaskRun, error) {
-	return mgr.StartTask(sym, t)
-}
