@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // VMStructs are the field offsets a JVM publishes about itself in
@@ -95,16 +96,12 @@ func (t *Target) libjvmBase() (uint64, string, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[5] != t.LibJVM || fields[2] != "00000000" {
+		ml, ok := procfs.ParseMapsLine(sc.Text())
+		if !ok || ml.Offset != 0 || strings.TrimSuffix(ml.Path, " (deleted)") != t.LibJVM {
 			continue
 		}
-		lo, _, _ := strings.Cut(fields[0], "-")
-		start, err := strconv.ParseUint(lo, 16, 64)
-		if err != nil {
-			return 0, "", err
-		}
-		return start, fmt.Sprintf("%s/%d/map_files/%s", t.procfs, t.PID, fields[0]), nil
+		// map_files names have no leading zeros (maps lines may).
+		return ml.Start, fmt.Sprintf("%s/%d/map_files/%x-%x", t.procfs, t.PID, ml.Start, ml.End), nil
 	}
 	return 0, "", fmt.Errorf("vmstructs: %s not mapped at offset 0", t.LibJVM)
 }
