@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CHUNK 1000000UL
+#define CHUNK 10000000UL // ~10 ms: phases much longer than a sampling period, so sampling cannot alias with the rounds
 
 static volatile unsigned long sink;
 

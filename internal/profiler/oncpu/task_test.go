@@ -20,7 +20,7 @@ func newTaskManager() (*Manager, error) { return NewManager(Options{Frequency: t
 // A process exiting mid-task ends the task cleanly with what was collected.
 func TestTaskProcessExits(t *testing.T) {
 	requireEBPF(t)
-	proc := workload.Start(t, workload.BuildC(t, "hotcpu.c"), "300") // ~1.5 s of work
+	proc := workload.Start(t, workload.BuildC(t, "hotcpu.c"), "30") // ~1.5 s of work
 	go func() { _ = proc.Wait() }()
 	got, took, err := proftest.RunTask(context.Background(), t, newTaskManager, Task{
 		PID: proc.PID(), Duration: time.Minute, ReportInterval: 500 * time.Millisecond,
