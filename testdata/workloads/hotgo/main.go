@@ -13,7 +13,7 @@ import (
 	"strconv"
 )
 
-const chunk = 1000000
+const chunk = 10000000 // ~10 ms per phase: much longer than a sampling period, so sampling cannot alias with the rounds
 
 var sink uint64
 
