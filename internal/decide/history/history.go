@@ -6,12 +6,12 @@
 // The decision windows of internal/decide/window are sized by the policies'
 // periods and hold only what the current policies read; this history holds
 // every monitor for a fixed span, whatever the policies are. Values are kept
-// as float32 in rings indexed by second: about 3.6 KB per monitor per process
-// for 15 minutes.
+// as float32 change points (series.go): an idle process's constant series
+// cost a few bytes; a series that keeps changing costs at most a ring of
+// one float32 per second, 3.6 KB for 15 minutes.
 package history
 
 import (
-	"math"
 	"sort"
 	"time"
 
@@ -39,7 +39,7 @@ type Store struct {
 	n     int64 // seconds kept
 	max   int
 	procs map[string]*Proc
-	hosts map[string]*ring
+	hosts map[string]*series
 }
 
 // New keeps span (rounded to seconds) for at most maxProcs processes; zero
@@ -51,7 +51,7 @@ func New(span time.Duration, maxProcs int) *Store {
 	if maxProcs <= 0 {
 		maxProcs = DefaultMaxProcesses
 	}
-	return &Store{n: int64(span / time.Second), max: maxProcs, procs: map[string]*Proc{}, hosts: map[string]*ring{}}
+	return &Store{n: int64(span / time.Second), max: maxProcs, procs: map[string]*Proc{}, hosts: map[string]*series{}}
 }
 
 // Span is how much history is kept.
@@ -63,128 +63,57 @@ type Proc struct {
 	Host  string
 	Attrs map[string]any
 
-	cpu, threads *ring
-	http         *httpRing
+	cpu, threads series
+	http         *httpSeries
 	newest       int64
 	// gone is set when the store forgot the process (bound or prune):
-	// whoever still holds it records nothing more, and its rings are freed.
+	// whoever still holds it records nothing more, and its series are freed.
 	gone bool
 }
 
 func (p *Proc) forget() {
 	p.gone = true
-	p.cpu, p.threads, p.http = nil, nil, nil
+	p.cpu, p.threads, p.http = series{}, series{}, nil
 }
 
-// ring holds one float32 per second for the last n seconds; NaN is "no
-// data". Seconds skipped when newest advances are cleared.
-type ring struct {
-	v      []float32
-	newest int64
+// httpSeries sums one second of HTTP requests: count, errors (status >=
+// 500), and the duration sum over the requests that carried one.
+type httpSeries struct {
+	count, errs, sum, sumCount series
 }
 
-func newRing(n int64) *ring {
-	r := &ring{v: make([]float32, n)}
-	for i := range r.v {
-		r.v[i] = float32(math.NaN())
-	}
-	return r
-}
-
-func (r *ring) advance(sec int64) bool {
-	n := int64(len(r.v))
-	if sec <= r.newest-n {
-		return false // older than what is kept
-	}
-	if sec > r.newest {
-		from := max(r.newest+1, sec-n+1)
-		for x := from; x <= sec; x++ {
-			r.clear(x % n)
-		}
-		r.newest = sec
-	}
-	return true
-}
-
-func (r *ring) clear(i int64) { r.v[i] = float32(math.NaN()) }
-
-func (r *ring) set(sec int64, v float64) {
-	if r.advance(sec) {
-		r.v[sec%int64(len(r.v))] = float32(v)
-	}
-}
-
-func (r *ring) get(sec int64) (float64, bool) {
-	if r == nil {
-		return 0, false
-	}
-	n := int64(len(r.v))
-	if sec > r.newest || sec <= r.newest-n || sec <= 0 {
-		return 0, false
-	}
-	v := r.v[sec%n]
-	if math.IsNaN(float64(v)) {
-		return 0, false
-	}
-	return float64(v), true
-}
-
-// httpRing sums one second of HTTP requests: count, errors (status >= 500),
-// and the duration sum over the requests that carried one.
-type httpRing struct {
-	count, errs, sum, sumCount []float32
-	newest                     int64
-}
-
-func newHTTPRing(n int64) *httpRing {
-	return &httpRing{count: make([]float32, n), errs: make([]float32, n), sum: make([]float32, n), sumCount: make([]float32, n)}
-}
-
-func (h *httpRing) add(sec int64, isError bool, count, sum float64, hasSum bool) {
-	n := int64(len(h.count))
-	if sec <= h.newest-n {
-		return
-	}
-	if sec > h.newest {
-		for x := max(h.newest+1, sec-n+1); x <= sec; x++ {
-			i := x % n
-			h.count[i], h.errs[i], h.sum[i], h.sumCount[i] = 0, 0, 0, 0
-		}
-		h.newest = sec
-	}
-	i := sec % n
-	h.count[i] += float32(count)
+func (h *httpSeries) add(n, sec int64, isError bool, count, sum float64, hasSum bool) {
+	h.count.add(n, sec, float32(count))
 	if isError {
-		h.errs[i] += float32(count)
+		h.errs.add(n, sec, float32(count))
 	}
 	if hasSum {
-		h.sum[i] += float32(sum)
-		h.sumCount[i] += float32(count)
+		h.sum.add(n, sec, float32(sum))
+		h.sumCount.add(n, sec, float32(count))
 	}
 }
 
 // value is the error rate (percent) or the mean response time (ms) of
 // second sec, the units the policies use.
-func (h *httpRing) value(m policy.Monitor, sec int64) (float64, bool) {
+func (h *httpSeries) value(n int64, m policy.Monitor, sec int64) (float64, bool) {
 	if h == nil {
 		return 0, false
 	}
-	n := int64(len(h.count))
-	if sec > h.newest || sec <= h.newest-n || sec <= 0 {
+	count, ok := h.count.get(n, sec)
+	if !ok || count <= 0 {
 		return 0, false
 	}
-	i := sec % n
 	switch m {
 	case policy.MonitorHTTPErrorRate:
-		if h.count[i] <= 0 {
-			return 0, false
-		}
-		return 100 * float64(h.errs[i]) / float64(h.count[i]), true
+		errs, _ := h.errs.get(n, sec)
+		return 100 * errs / count, true
 	case policy.MonitorHTTPAvgResponseTime:
-		if h.sumCount[i] <= 0 {
+		sc, ok := h.sumCount.get(n, sec)
+		if !ok || sc <= 0 {
 			return 0, false
 		}
-		return float64(h.sum[i]) / float64(h.sumCount[i]) * 1000, true
+		sum, _ := h.sum.get(n, sec)
+		return sum / sc * 1000, true
 	}
 	return 0, false
 }
@@ -233,7 +162,7 @@ func (s *Store) SetScalar(p *Proc, m policy.Monitor, sec int64, v float64) {
 	if p == nil || p.gone || sec <= 0 {
 		return
 	}
-	var r **ring
+	var r *series
 	switch m {
 	case policy.MonitorProcessCPU:
 		r = &p.cpu
@@ -242,10 +171,7 @@ func (s *Store) SetScalar(p *Proc, m policy.Monitor, sec int64, v float64) {
 	default:
 		return
 	}
-	if *r == nil {
-		*r = newRing(s.n)
-	}
-	(*r).set(sec, v)
+	r.set(s.n, sec, float32(v))
 	p.newest = max(p.newest, sec)
 }
 
@@ -259,10 +185,10 @@ func (s *Store) SetHostLoad(host string, sec int64, v float64) {
 		if len(s.hosts) >= s.max {
 			return
 		}
-		r = newRing(s.n)
+		r = &series{}
 		s.hosts[host] = r
 	}
-	r.set(sec, v)
+	r.set(s.n, sec, float32(v))
 }
 
 // AddHTTP adds count requests that completed in second sec, whatever their
@@ -272,9 +198,9 @@ func (s *Store) AddHTTP(p *Proc, sec int64, isError bool, count, sum float64, ha
 		return
 	}
 	if p.http == nil {
-		p.http = newHTTPRing(s.n)
+		p.http = &httpSeries{}
 	}
-	p.http.add(sec, isError, count, sum, hasSum)
+	p.http.add(s.n, sec, isError, count, sum, hasSum)
 	p.newest = max(p.newest, sec)
 }
 
@@ -282,13 +208,13 @@ func (s *Store) AddHTTP(p *Proc, sec int64, isError bool, count, sum float64, ha
 func (s *Store) value(p *Proc, m policy.Monitor, sec int64) (float64, bool) {
 	switch m {
 	case policy.MonitorProcessCPU:
-		return p.cpu.get(sec)
+		return p.cpu.get(s.n, sec)
 	case policy.MonitorProcessThreadCount:
-		return p.threads.get(sec)
+		return p.threads.get(s.n, sec)
 	case policy.MonitorSystemLoad:
-		return s.hosts[p.Host].get(sec)
+		return s.hosts[p.Host].get(s.n, sec)
 	case policy.MonitorHTTPErrorRate, policy.MonitorHTTPAvgResponseTime:
-		return p.http.value(m, sec)
+		return p.http.value(s.n, m, sec)
 	}
 	return 0, false
 }

@@ -59,8 +59,8 @@ func TestBoundEvictsOldestAndPrune(t *testing.T) {
 	}
 	// Whoever still holds a forgotten process records nothing into it.
 	s.SetScalar(a, policy.MonitorProcessCPU, 11, 1)
-	if a.cpu != nil {
-		t.Fatal("a forgotten process still keeps its ring")
+	if a.cpu.newest != 0 || a.cpu.bytes() != 0 {
+		t.Fatal("a forgotten process still keeps its series")
 	}
 	s.Prune(time.Unix(200, 0))
 	if len(s.Keys()) != 0 {
