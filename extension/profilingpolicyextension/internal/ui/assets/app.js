@@ -7,6 +7,9 @@
 const POLL_MS = 3000;
 const SVGNS = "http://www.w3.org/2000/svg";
 const TARGET_COLOURS = { on_cpu: "#e4572e", off_cpu: "#3f88c5", network: "#7b4fb0" };
+// Timeline marks of tasks that ended without finishing (the same colours as
+// the state texts and legend swatches of app.css).
+const STATE_COLOURS = { failed: "#c62828", cancelled: "#9e9e9e", interrupted: "#795548" };
 const FRAME_TYPES = ["kernel", "native", "go", "jvm", "v8js", "cpython"];
 const MONITOR_UNITS = {
   process_cpu: "%", process_thread_count: "threads", system_load: "load",
@@ -243,7 +246,8 @@ class Timeline {
     parent.appendChild(h("div", { class: "legend" },
       Object.keys(TARGET_COLOURS).map((t) => h("span", {}, h("span", { class: "sw " + t }), t)),
       h("span", {}, h("span", { class: "sw st-running" }), "running"),
-      h("span", {}, h("span", { class: "sw st-failed" }), "failed / cancelled (red / grey)")));
+      h("span", {}, h("span", { class: "sw st-failed" }), "failed / cancelled (red / grey)"),
+      h("span", {}, h("span", { class: "sw st-interrupted" }), "interrupted (collector stopped)")));
     parent.appendChild(this.wrap);
     this.tasks = [];
     this.marks = [];
@@ -297,7 +301,7 @@ class Timeline {
       const end = t.ended && !t.ended.startsWith("0001-") ? new Date(t.ended).getTime() : now;
       const x0 = x(start), x1 = Math.max(x(end), x0 + 3);
       const y = 8 + laneH * lane + laneH * 0.2, hh = laneH * 0.6;
-      g.fillStyle = t.state === "failed" ? "#c62828" : t.state === "cancelled" ? "#9e9e9e" : TARGET_COLOURS[t.target] || "#555";
+      g.fillStyle = STATE_COLOURS[t.state] || TARGET_COLOURS[t.target] || "#555";
       g.globalAlpha = t.state === "pending" ? 0.5 : 0.85;
       g.fillRect(x0, y, x1 - x0, hh);
       if (t.state === "running") { g.globalAlpha = 1; g.strokeStyle = "#222"; g.lineWidth = 2; g.strokeRect(x0, y, x1 - x0, hh); g.lineWidth = 1; }
@@ -489,7 +493,7 @@ function taskPage(app, id) {
     } else if (!flame && !(t.profile && t.profile.url)) {
       fill(flameSec, h("h2", { text: "Flame graph" }), h("p", { class: "muted", text: t.state === "running" || t.state === "pending" ? "Waiting for the first report interval…" : "This task has no profile." }));
     }
-    return !(t.state === "finished" || t.state === "failed" || t.state === "cancelled");
+    return !(t.state === "finished" || t.state === "failed" || t.state === "cancelled" || t.state === "interrupted");
   });
 }
 
