@@ -33,6 +33,13 @@
 #define SYSCALL_EXIT_ARG2(r) BPF_CORE_READ((struct pt_regs *)(r), dx)
 #define SYSCALL_NR(r) BPF_CORE_READ((struct pt_regs *)(r), orig_ax)
 
+// The same from a trusted (BTF) pointer, e.g. bpf_task_pt_regs() in a tp_btf
+// program: plain loads (CO-RE relocated), no probe-read helper calls.
+#define BTF_SYSCALL_EXIT_ARG0(r) (((struct pt_regs *)(r))->di)
+#define BTF_SYSCALL_EXIT_ARG1(r) (((struct pt_regs *)(r))->si)
+#define BTF_SYSCALL_EXIT_ARG2(r) (((struct pt_regs *)(r))->dx)
+#define BTF_SYSCALL_NR(r) (((struct pt_regs *)(r))->orig_ax)
+
 // A user context's instruction, stack and frame pointers.
 #define USER_IP(r) BPF_CORE_READ((struct pt_regs *)(r), ip)
 #define USER_SP(r) BPF_CORE_READ((struct pt_regs *)(r), sp)
@@ -65,6 +72,11 @@ struct pt_regs___contprof {
 #define SYSCALL_EXIT_ARG1(r) BPF_CORE_READ((struct pt_regs___contprof *)(r), regs[1])
 #define SYSCALL_EXIT_ARG2(r) BPF_CORE_READ((struct pt_regs___contprof *)(r), regs[2])
 #define SYSCALL_NR(r) BPF_CORE_READ((struct pt_regs___contprof *)(r), syscallno)
+
+#define BTF_SYSCALL_EXIT_ARG0(r) (((struct pt_regs___contprof *)(r))->orig_x0)
+#define BTF_SYSCALL_EXIT_ARG1(r) (((struct pt_regs___contprof *)(r))->regs[1])
+#define BTF_SYSCALL_EXIT_ARG2(r) (((struct pt_regs___contprof *)(r))->regs[2])
+#define BTF_SYSCALL_NR(r) (((struct pt_regs___contprof *)(r))->syscallno)
 
 // A user context's instruction, stack and frame pointers (x29 is the frame
 // pointer in the AAPCS64).

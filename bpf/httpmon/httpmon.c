@@ -36,6 +36,8 @@
 
 #define PATH_LEN 128
 #define HEAD_LEN 12 // "HTTP/1.1 200": the shortest thing we recognise
+#define METHOD_MAX 8 // "OPTIONS " and "CONNECT ": the longest method and its space
+#define LINE_LEN (METHOD_MAX + PATH_LEN) // what one read of a request line takes
 
 // System call numbers and argument registers per architecture.
 #include "arch.h"
@@ -197,10 +199,38 @@ static __always_inline int parse_status(const char *h)
 	return (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
 }
 
-// on_request records a request line. mlen counts the method token and
-// its space; skip of them were in a previous read (the held byte).
+// copy_path copies PATH_LEN bytes of line from off (the path's start: 3 to
+// METHOD_MAX) into path; constant offsets, so the stack reads stay plain
+// loads.
+static __always_inline void copy_path(char *path, const char *line, __u32 off)
+{
+	switch (off) {
+	case 3:
+		__builtin_memcpy(path, line + 3, PATH_LEN);
+		break;
+	case 4:
+		__builtin_memcpy(path, line + 4, PATH_LEN);
+		break;
+	case 5:
+		__builtin_memcpy(path, line + 5, PATH_LEN);
+		break;
+	case 6:
+		__builtin_memcpy(path, line + 6, PATH_LEN);
+		break;
+	case 7:
+		__builtin_memcpy(path, line + 7, PATH_LEN);
+		break;
+	default:
+		__builtin_memcpy(path, line + METHOD_MAX, PATH_LEN);
+		break;
+	}
+}
+
+// on_request records a request line. line holds the call's first n bytes
+// (at most LINE_LEN); mlen counts the method token and its space; skip of
+// them were in a previous read (the held byte).
 static __always_inline void on_request(struct conn_key *key, struct conn_state *s, int inbound,
-				       const char *buf, __u64 n, __u32 mlen, __u32 skip, int method)
+				       const char *line, __u64 n, __u32 mlen, __u32 skip, int method)
 {
 	if (!s) {
 		bpf_map_update_elem(&conns, key, &zero_conn, BPF_ANY);
@@ -218,11 +248,14 @@ static __always_inline void on_request(struct conn_key *key, struct conn_state *
 	s->held = 0;
 
 	mlen -= skip;
-	__u64 plen = n - mlen;
+	if (mlen > METHOD_MAX)
+		return;
+	__u64 plen = n > mlen ? n - mlen : 0;
 	if (plen > PATH_LEN)
 		plen = PATH_LEN;
-	if (bpf_probe_read_user(s->path, plen, buf + mlen))
-		plen = 0;
+	// Bytes past n are whatever the stack held: cut off below with the
+	// rest of the line.
+	copy_path(s->path, line, mlen);
 
 	__u32 i;
 	for (i = 0; i < PATH_LEN; i++) {
@@ -283,16 +316,19 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 }
 
 // on_data inspects the first bytes of data a target process read (inbound)
-// or is about to write.
+// or wrote: one probe read takes what a request line's method and path
+// need, and at most one lookup of the connection follows.
 static __always_inline void on_data(struct conn_key *key, const char *buf, __u64 n, int inbound)
 {
 	struct conn_state *s;
-	char head[HEAD_LEN];
+	char line[LINE_LEN];
+	char *head = line;
 
 	if (n < HEAD_LEN - 1)
 		return;
-	__u32 hlen = n >= HEAD_LEN ? HEAD_LEN : HEAD_LEN - 1;
-	if (bpf_probe_read_user(head, hlen, buf))
+	if (n > LINE_LEN)
+		n = LINE_LEN;
+	if (bpf_probe_read_user(line, n, buf))
 		return;
 	if (n >= HEAD_LEN) {
 		int status = parse_status(head);
@@ -303,7 +339,7 @@ static __always_inline void on_data(struct conn_key *key, const char *buf, __u64
 		__u32 mlen = 0;
 		int method = parse_method(head, &mlen);
 		if (method) {
-			on_request(key, bpf_map_lookup_elem(&conns, key), inbound, buf, n, mlen, 0, method);
+			on_request(key, bpf_map_lookup_elem(&conns, key), inbound, line, n, mlen, 0, method);
 			return;
 		}
 	}
@@ -320,17 +356,13 @@ static __always_inline void on_data(struct conn_key *key, const char *buf, __u64
 	__u32 mlen = 0;
 	int method = parse_method(head2, &mlen);
 	if (method)
-		on_request(key, s, inbound, buf, n, mlen, 1, method);
+		on_request(key, s, inbound, line, n, mlen, 1, method);
 }
 
-// on_exit handles the return of a target process's system call nr.
-static __always_inline int on_exit(__u32 tgid, long nr, long ret)
+// on_call handles the return of a target process's system call nr, with
+// arguments fd, a1, a2.
+static __always_inline int on_call(__u32 tgid, long nr, long ret, __u64 fd, __u64 a1, __u64 a2)
 {
-	if (ret < 1 && nr != NR_close)
-		return 0; // EAGAIN and friends: the common case in event loops
-	// The arguments, from the user registers saved at syscall entry.
-	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	__u64 fd = SYSCALL_EXIT_ARG0(regs), a1 = SYSCALL_EXIT_ARG1(regs), a2 = SYSCALL_EXIT_ARG2(regs);
 	const char *buf;
 	__u64 cap;
 	struct iovec iov;
@@ -392,6 +424,16 @@ static __always_inline int on_exit(__u32 tgid, long nr, long ret)
 	return 0;
 }
 
+// on_exit is on_call with the arguments from the user registers saved at
+// system call entry (syscall tracepoints: probe reads).
+static __always_inline int on_exit(__u32 tgid, long nr, long ret)
+{
+	if (ret < 1 && nr != NR_close)
+		return 0; // EAGAIN and friends: the common case in event loops
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return on_call(tgid, nr, ret, SYSCALL_EXIT_ARG0(regs), SYSCALL_EXIT_ARG1(regs), SYSCALL_EXIT_ARG2(regs));
+}
+
 // Per-syscall tracepoints: one program attached to syscalls/sys_exit_<name>
 // of every system call of interest.
 struct sys_exit_ctx {
@@ -415,15 +457,25 @@ int sys_exit_io(struct sys_exit_ctx *ctx)
 // receives (its number and arguments are in the task's saved registers);
 // sends from the kernel itself (sendfile, splice) carry another number and
 // are ignored like any other system call.
+// The current task and its saved registers are trusted (BTF) pointers here:
+// plain loads, no probe-read helper calls. In the initial PID namespace the
+// task's tgid is the loader's view, read without a helper call.
+static __always_inline __u32 sock_tgid(struct task_struct *task)
+{
+	return pidns_ino ? current_tgid() : task->tgid;
+}
+
 static __always_inline int on_sock(int ret)
 {
 	if (ret < 1)
 		return 0;
-	__u32 tgid = current_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = sock_tgid(task);
 	if (!is_target(tgid))
 		return 0;
-	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	return on_exit(tgid, SYSCALL_NR(regs), ret);
+	void *regs = (void *)bpf_task_pt_regs(task);
+	return on_call(tgid, BTF_SYSCALL_NR(regs), ret, BTF_SYSCALL_EXIT_ARG0(regs),
+		       BTF_SYSCALL_EXIT_ARG1(regs), BTF_SYSCALL_EXIT_ARG2(regs));
 }
 
 SEC("tp_btf/sock_send_length")
@@ -448,14 +500,15 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 tgid = current_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = sock_tgid(task);
 
 	if (!is_target(tgid))
 		return 0;
-	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (SYSCALL_NR(regs) != NR_close)
+	void *regs = (void *)bpf_task_pt_regs(task);
+	if (BTF_SYSCALL_NR(regs) != NR_close)
 		return 0;
-	on_close(tgid, SYSCALL_EXIT_ARG0(regs));
+	on_close(tgid, BTF_SYSCALL_EXIT_ARG0(regs));
 	return 0;
 }
 
