@@ -480,6 +480,16 @@ func group(target policy.Target, procs []control.Process) [][]control.Process {
 	return out
 }
 
+// tooLarge is the answer when reading a body failed at its size limit (the
+// server's or maxBodyBytes, whichever is smaller); nil for other errors.
+func tooLarge(err error) error {
+	var e *http.MaxBytesError
+	if errors.As(err, &e) {
+		return fmt.Errorf("request body is larger than %d bytes", e.Limit)
+	}
+	return nil
+}
+
 func decodeTaskRequest(w http.ResponseWriter, r *http.Request) (taskRequestBody, int, error) {
 	var body taskRequestBody
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -492,10 +502,9 @@ func decodeTaskRequest(w http.ResponseWriter, r *http.Request) (taskRequestBody,
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		var tooLarge *http.MaxBytesError
 		switch {
-		case errors.As(err, &tooLarge):
-			return body, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooLarge.Limit)
+		case tooLarge(err) != nil:
+			return body, http.StatusRequestEntityTooLarge, tooLarge(err)
 		case errors.Is(err, io.EOF):
 			return body, http.StatusBadRequest, errors.New(`request body is empty; send e.g. {"target":"on_cpu","pid":1234,"duration":"30s"}`)
 		default:

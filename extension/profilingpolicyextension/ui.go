@@ -2,7 +2,6 @@ package profilingpolicyextension // import "github.com/contprof/contprof/extensi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -172,9 +171,8 @@ func (e *profilingPolicy) postDryRun(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	doc, err := io.ReadAll(r.Body)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit))
+		if big := tooLarge(err); big != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, big.Error())
 			return
 		}
 		writeError(w, http.StatusBadRequest, err.Error())
