@@ -61,9 +61,10 @@ type journal struct {
 	persisted map[string]struct{} // ids in the index
 	lastErr   string
 
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once // Shutdown may close the journal more than once
+	done     chan struct{}
 }
 
 func (j *journal) touch(id string, profile bool) {
@@ -388,10 +389,6 @@ func (c *Controller) closeJournal() {
 	if j == nil {
 		return
 	}
-	select {
-	case <-j.stop:
-	default:
-		close(j.stop)
-	}
+	j.stopOnce.Do(func() { close(j.stop) })
 	<-j.done
 }
