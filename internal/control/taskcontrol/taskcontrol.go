@@ -205,9 +205,6 @@ func New(cfg Config) *Controller {
 	}
 }
 
-// Config returns the effective configuration (defaults applied).
-func (c *Controller) Config() Config { return c.cfg }
-
 // RegisterExecutor makes e available for its targets. Unregistering
 // cancels the tasks it still runs.
 func (c *Controller) RegisterExecutor(e dispatch.Executor) (unregister func()) {

@@ -275,11 +275,11 @@ func TestConcurrencyLimit(t *testing.T) {
 	mustRefuse(t, c, req(policy.TargetOnCPU, 0, proc(3)), "concurrency limit reached: 2 tasks pending or running (max_concurrent_tasks)")
 	ex.sink(id1).Done(nil)
 	mustAccept(t, c, req(policy.TargetOnCPU, 0, proc(3)))
-	if c.Config().MaxConcurrentTasks != 2 {
+	if c.cfg.MaxConcurrentTasks != 2 {
 		t.Fatal("config")
 	}
 	c2, _ := newController(t, Config{})
-	if c2.Config().MaxConcurrentTasks != 4 {
+	if c2.cfg.MaxConcurrentTasks != 4 {
 		t.Fatal("default max_concurrent_tasks is not 4")
 	}
 }
