@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 
+	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
@@ -15,6 +16,13 @@ import (
 const (
 	ScopeAll           = "all"
 	ScopePolicyTargets = "policy_targets"
+)
+
+// Process sources: how processes are listed and sampled each interval.
+const (
+	ProcessSourceAuto = "auto"
+	ProcessSourceProc = "proc"
+	ProcessSourceBPF  = "bpf"
 )
 
 // HTTP monitor modes.
@@ -39,6 +47,12 @@ type Config struct {
 	// Scope is "all" (every process passing the filters) or
 	// "policy_targets" (only processes some policy selector matches).
 	Scope string `mapstructure:"scope"`
+
+	// ProcessSource is "bpf" (a BPF task iterator reads every process in
+	// one pass; /proc only for new processes), "proc" (/proc/PID/stat of
+	// every process every interval) or "auto" (bpf where it loads, else
+	// proc).
+	ProcessSource string `mapstructure:"process_source"`
 
 	// PolicyExtension names the profilingpolicy extension; it may be left out
 	// when exactly one is configured.
@@ -125,6 +139,7 @@ func createDefaultConfig() component.Config {
 		CollectionInterval:   time.Second,
 		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
 		Scope:                ScopeAll,
+		ProcessSource:        ProcessSourceAuto,
 		Profiling: ProfilingConfig{
 			OnCPU:          OnCPUConfig{Frequency: 99},
 			OffCPU:         OffCPUConfig{MinBlock: 10 * time.Microsecond},
@@ -145,6 +160,9 @@ func (cfg *Config) Validate() error {
 	case ScopeAll, ScopePolicyTargets:
 	default:
 		errs = append(errs, fmt.Errorf("scope: %q is not one of %q, %q", cfg.Scope, ScopeAll, ScopePolicyTargets))
+	}
+	if _, err := procSource(cfg.ProcessSource); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, cfg.Include.validate("include")...)
 	errs = append(errs, cfg.Exclude.validate("exclude")...)
@@ -193,4 +211,17 @@ func (f ProcessFilter) validate(field string) []error {
 		}
 	}
 	return errs
+}
+
+// procSource maps process_source to the scanner's Source.
+func procSource(s string) (procfs.Source, error) {
+	switch s {
+	case ProcessSourceAuto:
+		return procfs.SourceAuto, nil
+	case ProcessSourceProc:
+		return procfs.SourceProc, nil
+	case ProcessSourceBPF:
+		return procfs.SourceBPF, nil
+	}
+	return 0, fmt.Errorf("process_source: %q is not one of %q, %q, %q", s, ProcessSourceAuto, ProcessSourceProc, ProcessSourceBPF)
 }

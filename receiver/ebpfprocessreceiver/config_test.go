@@ -24,6 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.Include = ProcessFilter{Executables: []string{"java", "node"}, CommandLineRegex: "-Dapp=checkout"}
 	custom.Exclude = ProcessFilter{PIDs: []int{1}}
 	custom.Scope = ScopePolicyTargets
+	custom.ProcessSource = ProcessSourceProc
 	custom.PolicyExtension = component.MustNewIDWithName("profilingpolicy", "prod")
 	custom.Profiling = ProfilingConfig{OnCPU: OnCPUConfig{Frequency: 49}, OffCPU: OffCPUConfig{MinBlock: time.Millisecond}, ReportInterval: 30 * time.Second,
 		Lookback: LookbackConfig{Frequency: 29, MaxMemory: 1 << 20}}
@@ -46,6 +47,7 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{
 				"collection_interval: 10ms is out of range",
 				`scope: "everything" is not one of`,
+				`process_source: "kernel" is not one of "auto", "proc", "bpf"`,
 				`include.executable_regex: "(" is not a valid RE2 regex`,
 				"exclude.pids[0]: 0 is not a valid PID",
 				"profiling.on_cpu.frequency: 5000 is out of range",

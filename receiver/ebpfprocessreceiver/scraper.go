@@ -53,7 +53,13 @@ func newScraper(cfg *Config, set receiver.Settings, ctrl control.PolicyReader, h
 	if err != nil {
 		return nil, err
 	}
+	src, err := procSource(cfg.ProcessSource)
+	if err != nil {
+		tb.Shutdown()
+		return nil, err
+	}
 	sc, err := procfs.New(procfs.Config{
+		Source:          src,
 		HostName:        cfg.HostName,
 		Include:         procFilter(cfg.Include),
 		Exclude:         procFilter(cfg.Exclude),

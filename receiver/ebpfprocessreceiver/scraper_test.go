@@ -16,6 +16,7 @@ import (
 
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
@@ -86,11 +87,27 @@ func metricNames(rm pmetric.ResourceMetrics) map[string]pmetric.Metric {
 	return out
 }
 
+// TestScraperEmitsProcessMetrics runs with each process source.
 func TestScraperEmitsProcessMetrics(t *testing.T) {
+	for _, src := range []string{ProcessSourceProc, ProcessSourceBPF} {
+		t.Run(src, func(t *testing.T) {
+			if src == ProcessSourceBPF {
+				proftest.RequireEBPF(t, "the BPF task iterator")
+			}
+			testScraperEmitsProcessMetrics(t, src)
+		})
+	}
+}
+
+func testScraperEmitsProcessMetrics(t *testing.T, src string) {
 	pid := startSleep(t, "OTEL_SERVICE_NAME=checkout", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=checkout-1")
 	cfg := createDefaultConfig().(*Config)
 	cfg.Include.PIDs = []int{pid}
+	cfg.ProcessSource = src
 	s := newTestScraper(t, cfg)
+	if got := s.scanner.Source().String(); got != src {
+		t.Fatalf("scanner source %s, want %s", got, src)
+	}
 
 	md, err := s.scrape(context.Background(), time.Now())
 	if err != nil {

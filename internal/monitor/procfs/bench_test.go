@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -69,10 +70,21 @@ func report(b *testing.B, wall time.Time, cpu0 time.Duration, procs int) {
 }
 
 // BenchmarkScan is one steady-state scrape of every process on the host:
-// identities are known, so each process costs one read of /proc/PID/stat.
+// identities are known, so each process costs one read of /proc/PID/stat
+// (proc), or its share of one task iterator read (bpf). Per-process figures
+// divide by every PID /proc lists, kernel threads included, for both.
 func BenchmarkScan(b *testing.B) {
+	for _, src := range []Source{SourceProc, SourceBPF} {
+		b.Run(src.String(), func(b *testing.B) { benchmarkScan(b, src) })
+	}
+}
+
+func benchmarkScan(b *testing.B, src Source) {
 	startBenchChildren(b)
-	s, err := New(Config{})
+	if src == SourceBPF && os.Geteuid() != 0 {
+		b.Skip("not root: the BPF task iterator needs root (or CAP_BPF+CAP_PERFMON)")
+	}
+	s, err := New(Config{Source: src})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,8 +92,12 @@ func BenchmarkScan(b *testing.B) {
 	if _, err := s.Scan(time.Now()); err != nil {
 		b.Fatal(err)
 	}
+	pids, _, err := s.dir.listPIDs(nil, nil, s.dbuf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	procs := len(pids)
 	b.ReportAllocs()
-	procs := 0
 	b.ResetTimer()
 	wall, cpu0 := time.Now(), cpuTime()
 	for b.Loop() {
@@ -92,7 +108,6 @@ func BenchmarkScan(b *testing.B) {
 		if len(snap.Samples) < benchChildren {
 			b.Fatalf("%d samples, want at least %d", len(snap.Samples), benchChildren)
 		}
-		procs = len(s.pids)
 	}
 	report(b, wall, cpu0, procs)
 }

@@ -3,10 +3,26 @@
 //
 // A Scanner keeps what never changes for a process identity (executable,
 // command line, owner, service and container attributes) in an immutable
-// *Info, read once. A steady-state Scan lists /proc, then reads only
-// /proc/PID/stat per process (CPU times, threads, RSS, state, parent), with
-// one pread on a descriptor kept open since discovery, into reused buffers,
-// without allocating; and /proc/loadavg once.
+// *Info, read once. A steady-state Scan gets the per-interval figures (CPU
+// times, threads, RSS, state, parent) of every process from one of two
+// sources (Config.Source):
+//
+//   - SourceBPF: one read of a BPF task iterator (bpf/procstat) returns a
+//     fixed-size record per user process, in PID order; the kernel does not
+//     format text or resolve a path per process. /proc is read only to
+//     discover a process (executable, command line, environment, cgroup).
+//     The user/system split is computed from the precise run time and the
+//     tick samples as the kernel's cputime_adjust does for /proc, starting
+//     from the split /proc last showed, so figures agree to the tick (and
+//     have nanosecond resolution). It needs root (or CAP_BPF and
+//     CAP_PERFMON), a 5.17+ kernel with BTF and the initial PID and time
+//     namespaces; SourceAuto falls back to SourceProc otherwise and logs
+//     why, once.
+//   - SourceProc: Scan lists /proc, then reads only /proc/PID/stat per
+//     process, with one pread on a descriptor kept open since discovery,
+//     into reused buffers, without allocating.
+//
+// Both read /proc/loadavg once per scan.
 //
 // Decisions worth knowing:
 //

@@ -3,6 +3,7 @@ package procfs
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,13 +37,53 @@ func TestMain(m *testing.M) {
 	case "scan-as-user":
 		scanAsUserHelper()
 		return
+	case "thread-churn":
+		threadChurnHelper()
+		return
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(helperEnv))
 		os.Exit(2)
 	}
+	// Every test runs once per source: /proc, then the BPF task iterator
+	// (benchmarks choose their sources themselves and run once).
+	testSource = SourceProc
 	code := m.Run()
+	if code == 0 {
+		code = runWithIterator(m)
+	}
 	stopBenchChildren()
 	os.Exit(code)
+}
+
+// testSource is the Source newScanner gives scanners whose Config leaves
+// it unset.
+var testSource Source
+
+// runWithIterator runs the tests again with the BPF task iterator. Without
+// root (or where the iterator does not load) that pass is skipped, unless
+// CONTPROF_REQUIRE_EBPF=1 makes it a failure.
+func runWithIterator(m *testing.M) int {
+	required := os.Getenv("CONTPROF_REQUIRE_EBPF") == "1"
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "not root"
+	} else if s, err := New(Config{Source: SourceBPF}); err != nil {
+		why = err.Error()
+	} else {
+		s.Close()
+	}
+	if why != "" {
+		fmt.Fprintf(os.Stderr, "procfs: not running the tests with the BPF task iterator: %s\n", why)
+		if required {
+			fmt.Fprintln(os.Stderr, "CONTPROF_REQUIRE_EBPF=1: failing")
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "procfs: running the tests again with the BPF task iterator")
+	testSource = SourceBPF
+	flag.Set("test.bench", "")
+	return m.Run()
 }
 
 // busyHelper burns half of one core: it spins while its CPU time is below
@@ -214,6 +255,9 @@ func sleepCmd(extraEnv ...string) *exec.Cmd {
 
 func newScanner(t testing.TB, cfg Config) *Scanner {
 	t.Helper()
+	if cfg.Source == SourceAuto {
+		cfg.Source = testSource
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -244,16 +288,44 @@ func find(snap Snapshot, pid int32) *Sample {
 
 // buildThreadsProgram compiles testdata/threads.c.
 func buildThreadsProgram(t *testing.T) string {
+	return buildProgram(t, "threads.c", "threads17")
+}
+
+// buildProgram compiles testdata/src into a program called name.
+func buildProgram(t *testing.T, src, name string) string {
 	t.Helper()
 	cc, err := exec.LookPath("cc")
 	if err != nil {
-		t.Skip("no C compiler (cc) to build testdata/threads.c")
+		t.Skip("no C compiler (cc) to build testdata/" + src)
 	}
-	out := filepath.Join(t.TempDir(), "threads17")
-	if b, err := exec.Command(cc, "-O1", "-pthread", "-o", out, "testdata/threads.c").CombinedOutput(); err != nil {
+	out := filepath.Join(t.TempDir(), name)
+	if b, err := exec.Command(cc, "-O1", "-pthread", "-o", out, "testdata/"+src).CombinedOutput(); err != nil {
 		t.Fatalf("cc: %v\n%s", err, b)
 	}
 	return out
+}
+
+// threadChurnHelper burns CPU on threads that keep exiting: each burst
+// runs on a goroutine locked to its thread that returns without
+// unlocking, which makes the Go runtime end the thread. The CPU time of
+// the process moves from live threads to the process's total of exited
+// threads all the time.
+func threadChurnHelper() {
+	fmt.Println("ready")
+	for {
+		done := make(chan struct{})
+		for range 2 {
+			go func() {
+				runtime.LockOSThread()
+				for end := time.Now().Add(2 * time.Millisecond); time.Now().Before(end); {
+				}
+				done <- struct{}{}
+			}()
+		}
+		<-done
+		<-done
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // runAs runs cmd with the given uid/gid.

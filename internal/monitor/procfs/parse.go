@@ -10,6 +10,12 @@ import (
 	"strings"
 )
 
+// TicksPerSecond is USER_HZ, the unit of the CPU times and the start time in
+// /proc/PID/stat. sysconf(_SC_CLK_TCK) is a libc call that x/sys does not
+// offer; the kernel fixes USER_HZ at 100 on every architecture Linux
+// supports today (the ABI would break otherwise), so it is a constant here.
+const TicksPerSecond = 100
+
 // pfKthread is PF_KTHREAD from include/linux/sched.h.
 const pfKthread = 0x00200000
 
@@ -19,8 +25,8 @@ type statFields struct {
 	state      byte
 	ppid       int32
 	flags      uint64
-	utime      uint64 // clock ticks
-	stime      uint64
+	utimeNs    uint64 // /proc's clock ticks, in nanoseconds
+	stimeNs    uint64
 	numThreads int64
 	startTicks uint64 // since boot
 	rssPages   int64
@@ -58,9 +64,9 @@ func parseStat(b []byte, st *statFields) error {
 		case 9:
 			st.flags = atou(f)
 		case 14:
-			st.utime = atou(f)
+			st.utimeNs = atou(f) * (1e9 / TicksPerSecond)
 		case 15:
-			st.stime = atou(f)
+			st.stimeNs = atou(f) * (1e9 / TicksPerSecond)
 		case 20:
 			st.numThreads = atoi(f)
 		case 22:

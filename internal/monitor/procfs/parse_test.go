@@ -18,7 +18,7 @@ func TestParseStat(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(st.comm) != "we(ird) na)me" || st.state != 'S' || st.ppid != 17 || st.flags != 4194560 ||
-		st.utime != 1234 || st.stime != 567 || st.numThreads != 9 || st.startTicks != 987654 || st.rssPages != 389 {
+		st.utimeNs != 1234e7 || st.stimeNs != 567e7 || st.numThreads != 9 || st.startTicks != 987654 || st.rssPages != 389 {
 		t.Fatalf("parsed %+v comm %q", st, st.comm)
 	}
 	kthread := "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 2 0 0 18446744073709551615 0 0"

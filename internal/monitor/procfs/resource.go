@@ -45,6 +45,7 @@ func Lookup(cfg Config, pid int) (*Info, error) {
 		return nil, fmt.Errorf("pid: %d is not a process id", pid)
 	}
 	cfg.Include, cfg.Exclude = Filter{PIDs: []int{pid}}, Filter{}
+	cfg.Source = SourceProc // one read: not worth loading the task iterator
 	s, err := New(cfg)
 	if err != nil {
 		return nil, err

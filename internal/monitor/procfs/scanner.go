@@ -3,6 +3,7 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -14,12 +15,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
-
-// TicksPerSecond is USER_HZ, the unit of the CPU times and the start time in
-// /proc/PID/stat. sysconf(_SC_CLK_TCK) is a libc call that x/sys does not
-// offer; the kernel fixes USER_HZ at 100 on every architecture Linux
-// supports today (the ABI would break otherwise), so it is a constant here.
-const TicksPerSecond = 100
 
 // DefaultCPURefresh is how often the CPUs available to a process (its
 // affinity and its cgroup's quota) and its cgroup membership are re-read.
@@ -45,9 +40,12 @@ type Config struct {
 	// CPURefresh is how often per-process CPU availability and cgroup data
 	// are re-read; DefaultCPURefresh when zero.
 	CPURefresh time.Duration
-	// Logger receives permission problems, once per process identity.
-	// Nil discards them.
+	// Logger receives permission problems, once per process identity,
+	// and which Source a Scanner uses. Nil discards them.
 	Logger *zap.Logger
+	// Source is how processes are listed and sampled; SourceAuto (the
+	// zero value) prefers the BPF task iterator.
+	Source Source
 }
 
 // Filter selects processes. A process matches when any criterion matches.
@@ -269,9 +267,13 @@ type proc struct {
 	emptyReads uint8
 	logged     bool // a permission problem was logged for this identity
 
-	ticks   uint64 // utime+stime at the last scan
+	cpuNs   uint64 // user+system CPU time at the last scan
 	last    time.Time
 	hasLast bool
+	// split is the user/system split last reported (BPF source only),
+	// kept monotonic as the kernel's cputime_adjust keeps its own.
+	split    cpuSplit
+	hasSplit bool
 
 	affinity  float64
 	cpuDir    string
@@ -302,8 +304,12 @@ type Scanner struct {
 	onlineCPUs float64
 	mounts     cgroupMounts
 
-	dir     *procDir
-	dbuf    []byte
+	dir  *procDir
+	dbuf []byte
+	// iter is the BPF task iterator (nil: Scan reads /proc/PID/stat);
+	// ibuf holds its output.
+	iter    *taskIter
+	ibuf    []byte
 	pids    []int32
 	inos    []uint64
 	kept    int // open descriptors in procs
@@ -380,6 +386,10 @@ func New(cfg Config) (*Scanner, error) {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur/4 < uint64(s.maxKept) {
 		s.maxKept = int(rl.Cur / 4)
 	}
+	if err := s.chooseSource(cfg.Source); err != nil {
+		s.dir.close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -387,12 +397,17 @@ func New(cfg Config) (*Scanner, error) {
 // read with open, read and close each scan.
 const maxKeptFiles = 8192
 
-// Close releases the scanner's file descriptors.
+// Close releases the scanner's file descriptors and its task iterator.
 func (s *Scanner) Close() error {
 	for _, p := range s.procs {
 		s.closeFD(p)
 	}
-	return s.dir.close()
+	var err error
+	if s.iter != nil {
+		err = s.iter.Close()
+		s.iter = nil
+	}
+	return errors.Join(err, s.dir.close())
 }
 
 func (s *Scanner) closeFD(p *proc) {
@@ -409,6 +424,9 @@ func (s *Scanner) closeFD(p *proc) {
 // failing to list /proc itself.
 func (s *Scanner) Scan(now time.Time) (Snapshot, error) {
 	s.gen++
+	if s.iter != nil {
+		return s.scanIter(now)
+	}
 	var err error
 	s.pids, s.inos, err = s.dir.listPIDs(s.pids[:0], s.inos[:0], s.dbuf)
 	if err != nil {
@@ -464,63 +482,91 @@ func (s *Scanner) Scan(now time.Time) (Snapshot, error) {
 				startTicks: st.startTicks, refreshAt: now.Add(s.refresh)}
 			continue
 		}
-		// A zombie has released its memory and will never run again; only
-		// its parent's wait is pending. It is skipped like an exited
-		// process. A zombie thread-group leader whose other threads still
-		// run (num_threads > 1) is still a live process and is kept.
-		if st.state == 'X' || st.state == 'x' || (st.state == 'Z' && st.numThreads <= 1) {
+		if st.gone() {
 			s.closeNew(fd)
 			continue
 		}
 		if p != nil && p.startTicks != st.startTicks {
 			s.closeFD(p) // PID reused: a new identity
-			p = nil
 		}
-		if p == nil {
-			p = s.discover(pid, &st, now)
-			s.procs[pid] = p
-		} else if string(st.comm) != p.comm || p.retry {
-			// comm changes on execve (and prctl PR_SET_NAME): re-read the
-			// executable, command line and environment.
-			s.reload(p, pid, &st, now)
-		} else if st.ppid != p.info.PPID {
-			ni := *p.info
-			ni.PPID = st.ppid
-			p.info = &ni
-		}
+		p = s.identify(pid, p, &st, now)
 		if fd >= 0 {
 			if p.fd >= 0 {
 				s.closeFD(p)
 			}
 			p.fd = fd
 		}
-		p.gen = s.gen
-		if !p.included {
-			continue
-		}
-		if !now.Before(p.refreshAt) {
-			s.refreshCPU(p, pid, now)
-		}
-		cpus := s.cpus(p, now)
-		ticks := st.utime + st.stime
-		smp := Sample{
-			Info:          p.info,
-			State:         st.state,
-			UserSeconds:   float64(st.utime) / TicksPerSecond,
-			SystemSeconds: float64(st.stime) / TicksPerSecond,
-			CPUs:          cpus,
-			Threads:       st.numThreads,
-			RSSBytes:      st.rssPages * s.pageSize,
-		}
-		if p.hasLast {
-			if dt := now.Sub(p.last).Seconds(); dt > 0 && ticks >= p.ticks {
-				smp.Utilization = float64(ticks-p.ticks) / TicksPerSecond / dt / cpus
-				smp.HasUtilization = true
-			}
-		}
-		p.ticks, p.last, p.hasLast = ticks, now, true
-		out = append(out, smp)
+		out = s.appendSample(out, pid, p, &st, now)
 	}
+	return s.finish(now, out), nil
+}
+
+// gone reports a process that is as good as exited. A zombie has released
+// its memory and will never run again; only its parent's wait is pending.
+// It is skipped like an exited process. A zombie thread-group leader whose
+// other threads still run (num_threads > 1) is still a live process and is
+// kept.
+func (st *statFields) gone() bool {
+	return st.state == 'X' || st.state == 'x' || (st.state == 'Z' && st.numThreads <= 1)
+}
+
+// identify returns the state of the process pid given a fresh reading st
+// and its known state p (nil when none): new state for a new identity
+// (p's start time differs: the PID was reused), p updated after an exec or
+// reparenting otherwise.
+func (s *Scanner) identify(pid int32, p *proc, st *statFields, now time.Time) *proc {
+	if p != nil && p.startTicks != st.startTicks {
+		p = nil
+	}
+	if p == nil {
+		p = s.discover(pid, st, now)
+		s.procs[pid] = p
+	} else if string(st.comm) != p.comm || p.retry {
+		// comm changes on execve (and prctl PR_SET_NAME): re-read the
+		// executable, command line and environment.
+		s.reload(p, pid, st, now)
+	} else if st.ppid != p.info.PPID {
+		ni := *p.info
+		ni.PPID = st.ppid
+		p.info = &ni
+	}
+	return p
+}
+
+// appendSample marks p as seen and appends its sample to out when it is
+// included.
+func (s *Scanner) appendSample(out []Sample, pid int32, p *proc, st *statFields, now time.Time) []Sample {
+	p.gen = s.gen
+	if !p.included {
+		return out
+	}
+	if !now.Before(p.refreshAt) {
+		s.refreshCPU(p, pid, now)
+	}
+	cpus := s.cpus(p, now)
+	cpuNs := st.utimeNs + st.stimeNs
+	smp := Sample{
+		Info:          p.info,
+		State:         st.state,
+		UserSeconds:   float64(st.utimeNs) / 1e9,
+		SystemSeconds: float64(st.stimeNs) / 1e9,
+		CPUs:          cpus,
+		Threads:       st.numThreads,
+		RSSBytes:      st.rssPages * s.pageSize,
+	}
+	if p.hasLast {
+		if dt := now.Sub(p.last).Seconds(); dt > 0 && cpuNs >= p.cpuNs {
+			smp.Utilization = float64(cpuNs-p.cpuNs) / 1e9 / dt / cpus
+			smp.HasUtilization = true
+		}
+	}
+	p.cpuNs, p.last, p.hasLast = cpuNs, now, true
+	return append(out, smp)
+}
+
+// finish ends a scan: keeps the samples' buffer, forgets what is gone and
+// adds the load average.
+func (s *Scanner) finish(now time.Time, out []Sample) Snapshot {
 	s.samples = out
 	s.forget()
 	s.dir.shrink()
@@ -529,7 +575,7 @@ func (s *Scanner) Scan(now time.Time) (Snapshot, error) {
 	if b, err := s.dir.read(-1, "loadavg"); err == nil {
 		snap.Load1, snap.HasLoad = parseLoad1(b)
 	}
-	return snap, nil
+	return snap
 }
 
 // closeNew closes a descriptor readKeep just opened and counted.
