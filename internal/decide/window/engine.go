@@ -402,33 +402,11 @@ func (e *Engine) groupKey(k Key, attrs map[string]any) string {
 // added some).
 func (p *Proc) NumAttrs() int { return len(p.attrs) }
 
-func attrString(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case int:
-		return strconv.Itoa(x)
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case bool:
-		return strconv.FormatBool(x)
-	case nil:
-		return ""
-	}
-	return ""
-}
-
 // match recomputes the policies matching p and (re)sizes its windows.
 func (e *Engine) match(p *Proc) {
-	get := func(k string) (string, bool) {
-		v, ok := p.attrs[k]
-		if !ok {
-			return "", false
-		}
-		return attrString(v), true
-	}
+	// The same reading of attributes as the dry-run and the API use, so
+	// that what they say a policy selects is what the windows select.
+	get := policy.AttrMap(p.attrs)
 	p.pols = p.pols[:0]
 	var cpuSize, thrSize int
 	httpSize := map[string]int{}

@@ -604,3 +604,24 @@ func TestRingResizeKeepsData(t *testing.T) {
 		}
 	}
 }
+
+// The windows select with the same reading of attribute values as the
+// dry-run and the API (policy.AttrMap), also for values that are not
+// strings: what a dry-run says a policy selects is what it selects.
+func TestSelectorReadsAttributesLikeDryRun(t *testing.T) {
+	sel := policy.Selector{"k8s.pod.ports": {Exact: "[80 443]"}}
+	e := New(Options{})
+	e.SetPolicies([]policy.Policy{{Name: "ports", Target: policy.TargetOnCPU, Selector: sel,
+		Items: []policy.Item{cpuItem(1, 1, 1)}}})
+	for i, attrs := range []map[string]any{
+		{"k8s.pod.ports": []any{int64(80), int64(443)}},
+		{"k8s.pod.ports": "[80 443]"},
+		{"k8s.pod.ports": nil},
+		{},
+	} {
+		p := e.Put(Key{"h1", int64(i + 1), 1}, attrs, time.Unix(base, 0))
+		if got, want := len(p.pols) == 1, sel.Matches(policy.AttrMap(attrs)); got != want {
+			t.Errorf("attributes %v: windows select %v, dry-run %v", attrs, got, want)
+		}
+	}
+}
