@@ -36,6 +36,7 @@
 
 #define PATH_LEN 128
 #define HEAD_LEN 12 // "HTTP/1.1 200": the shortest thing we recognise
+#define PATH_SHORT 24 // records of paths up to this long stop after it
 #define METHOD_MAX 8 // "OPTIONS " and "CONNECT ": the longest method and its space
 #define LINE_LEN (METHOD_MAX + PATH_LEN) // what one read of a request line takes
 
@@ -110,6 +111,11 @@ struct {
 EVENT_RING(1 << 21);
 
 static const struct conn_state zero_conn;
+
+// The record up to its path: a record is EVENT_HEAD + PATH_SHORT bytes when
+// path_len ≤ PATH_SHORT, else the whole struct.
+#define EVENT_HEAD 32
+_Static_assert(__builtin_offsetof(struct http_event, path) == EVENT_HEAD, "EVENT_HEAD");
 
 // Force the type into BTF for bpf2go -type.
 const struct http_event *unused_http_event __attribute__((unused));
@@ -278,6 +284,30 @@ static __always_inline void on_request(struct conn_key *key, struct conn_state *
 	}
 }
 
+// emit sends the exchange of s: a record of EVENT_HEAD + path_bytes (a
+// constant), path_len ≤ path_bytes. The state's path is zero past its
+// length.
+static __always_inline int emit(struct conn_key *key, struct conn_state *s, __u64 now, int status,
+				__u8 path_len, const __u32 path_bytes)
+{
+	struct http_event *e = bpf_ringbuf_reserve(&events, EVENT_HEAD + path_bytes, 0);
+
+	if (!e)
+		return -1;
+	e->start_ns = s->start_ns;
+	e->duration_ns = now - s->start_ns;
+	e->pid = key->tgid;
+	e->fd = key->fd;
+	e->status = status;
+	e->role = s->role;
+	e->method = s->method;
+	e->path_len = path_len;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	__builtin_memcpy(e->path, s->path, path_bytes);
+	ring_submit(e);
+	return 0;
+}
+
 static __always_inline void on_response(struct conn_key *key, int inbound, int status)
 {
 	struct conn_state *s = bpf_map_lookup_elem(&conns, key);
@@ -293,26 +323,13 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	struct http_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(STAT_LOST);
-		s->start_ns = 0;
-		return;
-	}
-	e->start_ns = s->start_ns;
-	e->duration_ns = now - s->start_ns;
-	e->pid = key->tgid;
-	e->fd = key->fd;
-	e->status = status;
-	e->role = s->role;
-	e->method = s->method;
-	e->path_len = s->path_len;
-	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
-	__builtin_memcpy(e->path, s->path, PATH_LEN);
+	__u8 path_len = s->path_len;
+	// Most paths are short: their record stops after PATH_SHORT bytes of
+	// path (one or two cache lines with the ring's header, not four).
+	int err = path_len <= PATH_SHORT ? emit(key, s, now, status, path_len, PATH_SHORT)
+					 : emit(key, s, now, status, path_len, PATH_LEN);
 	s->start_ns = 0;
-	stat_inc(STAT_EXCHANGES);
-
-	ring_submit(e);
+	stat_inc(err ? STAT_LOST : STAT_EXCHANGES);
 }
 
 // on_data inspects the first bytes of data a target process read (inbound)

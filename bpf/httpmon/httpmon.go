@@ -14,8 +14,16 @@ import (
 // Event is one completed HTTP exchange as the program sends it.
 type Event = httpmonHttpEvent
 
-// EventSize is the size of an event record in the ring buffer.
+// EventSize is the size of an event record in the ring buffer with a path
+// longer than ShortPathLen; records of shorter paths stop after
+// EventHeadSize + ShortPathLen bytes.
 const EventSize = 160
+
+// EventHeadSize is the offset of the path in a record.
+const EventHeadSize = 32
+
+// ShortPathLen is the path room of the short records (PATH_SHORT in httpmon.c).
+const ShortPathLen = 24
 
 // PathLen is how many bytes of the request path an event carries at most.
 const PathLen = 128

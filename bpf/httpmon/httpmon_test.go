@@ -24,6 +24,9 @@ func TestEventLayout(t *testing.T) {
 			t.Errorf("offset of %s = %d, want %d", k, offs[k], w)
 		}
 	}
+	if unsafe.Offsetof(e.Path) != EventHeadSize {
+		t.Errorf("path at %d, EventHeadSize is %d", unsafe.Offsetof(e.Path), EventHeadSize)
+	}
 	if len(e.Path) != PathLen {
 		t.Errorf("path is %d bytes, want %d", len(e.Path), PathLen)
 	}

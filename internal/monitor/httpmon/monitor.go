@@ -409,7 +409,9 @@ func (m *Monitor) read() {
 func (m *Monitor) handle(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(b) < bpfhttpmon.EventSize {
+	// Records stop after their path's room (bpfhttpmon.ShortPathLen or
+	// PathLen bytes); what is read is at most path_len bytes of it.
+	if len(b) < offPath || len(b) < offPath+min(int(b[offPathLen]), pathLen) {
 		m.dropped++
 		return
 	}

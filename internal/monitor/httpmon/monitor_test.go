@@ -350,6 +350,16 @@ func TestPathCapAndLongPath(t *testing.T) {
 	if len(ph.Server) != 1 || ph.Server[0].Path != long[:128] {
 		t.Errorf("long path series = %v, want path %q", byKey(ph.Server), long[:128])
 	}
+
+	// Records of paths up to bpfhttpmon.ShortPathLen bytes are shorter:
+	// both sides of the boundary come out whole.
+	short, over := "/"+strings.Repeat("s", bpfhttpmon.ShortPathLen-1), "/"+strings.Repeat("o", bpfhttpmon.ShortPathLen)
+	load(t, []string{srv.url + short + "?q=1", srv.url + over + "#f", srv.url + over[:bpfhttpmon.ShortPathLen-2]}, 3, 1)
+	ph = collect(t, m2, srv.pid(), 3, 5*time.Second)
+	want = map[string]uint64{"GET 200 " + short: 1, "GET 200 " + over: 1, "GET 200 " + over[:bpfhttpmon.ShortPathLen-2]: 1}
+	if got := byKey(ph.Server); !maps.Equal(got, want) {
+		t.Errorf("short record series = %v, want %v", got, want)
+	}
 }
 
 func TestPIDFilter(t *testing.T) {
