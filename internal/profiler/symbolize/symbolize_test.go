@@ -441,3 +441,27 @@ func TestFileCacheByteBudget(t *testing.T) {
 		t.Fatalf("accounted %d bytes, cache holds %d", s.fileBytes, sum)
 	}
 }
+
+// The kernel table stays small while tasks run: the names in one array
+// and 16 bytes per symbol (a string and a line per symbol took about 100).
+func TestKallsymsTableBytes(t *testing.T) {
+	if _, err := loadKallsyms("/proc/kallsyms"); err != nil {
+		t.Skipf("kernel symbols not readable: %v", err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ks, err := loadKallsyms("/proc/kallsyms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	perSym := float64(held) / float64(len(ks.syms))
+	t.Logf("%d symbols, %d name bytes: %d bytes held, %.1f per symbol", len(ks.syms), len(ks.names), held, perSym)
+	if limit := 16 + 2*float64(len(ks.names))/float64(len(ks.syms)) + 8; perSym > limit {
+		t.Errorf("%.1f bytes per kernel symbol, want at most %.1f", perSym, limit)
+	}
+	runtime.KeepAlive(ks)
+}
