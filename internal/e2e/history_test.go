@@ -129,7 +129,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	}
 }
 
-func postTask(t *testing.T, api, body string) string {
+func postTask(t testing.TB, api, body string) string {
 	t.Helper()
 	resp, err := http.Post(api+"/api/v1/tasks", "application/json", strings.NewReader(body))
 	if err != nil {

@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/contprof/contprof/internal/testhelper/workload"
+)
+
+// procMem is a process's resident memory from /proc/PID/status: VmRSS and
+// its anonymous (heap, stacks) and file-backed (the binary's pages) parts.
+type procMem struct{ rss, anon, file int64 }
+
+func readProcMem(pid int) procMem {
+	var m procMem
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		key, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		switch key {
+		case "VmRSS":
+			m.rss = kb << 10
+		case "RssAnon":
+			m.anon = kb << 10
+		case "RssFile":
+			m.file = kb << 10
+		}
+	}
+	return m
+}
+
+// peakMem samples pid every second for secs seconds and returns the sample
+// with the highest VmRSS.
+func peakMem(pid, secs int) procMem {
+	var peak procMem
+	for range secs {
+		time.Sleep(time.Second)
+		if m := readProcMem(pid); m.rss > peak.rss {
+			peak = m
+		}
+	}
+	return peak
+}
+
+func benchSeconds() int {
+	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
+		return n
+	}
+	return 30
+}
+
+// startIdleProcesses starts n sleep children, stopped at cleanup.
+func startIdleProcesses(b *testing.B, n int) {
+	var kids []*exec.Cmd
+	b.Cleanup(func() {
+		for _, c := range kids {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	for range n {
+		c := exec.Command("sleep", "100000")
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		kids = append(kids, c)
+	}
+}
+
+// BenchmarkMemory is the collector's resident memory (issue 19: at most
+// 48 MB idle with 500 processes on the host, 96 MB while 4 on_cpu tasks
+// run on 4 different executables). 500 `sleep` children besides the
+// host's processes; ebpfprocess every second into continuousprofiling and
+// the debug exporter. Idle: the peak over CONTPROF_BENCH_SECONDS (default
+// 30) after a warm-up. Tasks: then 4 on_cpu tasks through the API on a C,
+// a Go, a Python and a shell busy loop (at nice 19, so that they take only
+// spare CPU on a shared machine), peak over the same time. rss-MB is
+// VmRSS, anon-MB and file-MB its RssAnon and RssFile at that peak (the
+// file part is the binary's pages, which the kernel's fault-around maps
+// in larger pieces than the collector touches).
+func BenchmarkMemory(b *testing.B) {
+	requireRoot(b)
+	secs := benchSeconds()
+	startIdleProcesses(b, 500)
+	busy := []struct{ name, path string }{
+		{"contprof-memc", workload.BuildC(b, "hotcpu.c")},
+		{"contprof-memgo", workload.BuildGo(b, "hotgo")},
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		b.Skip("python3 is needed for the Python task")
+	}
+	script := filepath.Join(workload.Dir(b), "python", "cpu_shares.py")
+	sh, _ := exec.LookPath("sh")
+	bins := benchBinaries(b)
+	figs := map[string]map[string][]float64{}
+	add := func(bin, fig string, m procMem) {
+		if figs[bin] == nil {
+			figs[bin] = map[string][]float64{}
+		}
+		for _, x := range []struct {
+			what string
+			v    int64
+		}{{"rss", m.rss}, {"anon", m.anon}, {"file", m.file}} {
+			figs[bin][fig+"-"+x.what] = append(figs[bin][fig+"-"+x.what], float64(x.v)/(1<<20))
+		}
+	}
+	for range b.N {
+		for r := range benchRounds() {
+			for _, bin := range bins {
+				if r%2 == 1 { // alternate which build goes first
+					bin = bins[len(bins)-1-slices.Index(bins, bin)]
+				}
+				port := freePort(b)
+				cfg := writeConfig(b, testConfig{
+					Policies: `
+- name: never
+  selector: { process.executable.name: contprof-none }
+  target: on_cpu
+  items:
+    - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`,
+					APIPort: port,
+					Signals: []string{"profiles"},
+				}.yaml())
+				c := startCollectorBinary(b, bin.path, nil, cfg)
+				c.waitFor("Everything is ready", time.Minute)
+				time.Sleep(10 * time.Second) // identities known, heap settled
+				pid := c.cmd.Process.Pid
+				add(bin.name, "idle", peakMem(pid, secs))
+
+				var ws []*workload.Process
+				for _, x := range busy {
+					ws = append(ws, workload.Start(b, copyAs(b, x.path, x.name)))
+				}
+				ws = append(ws, workload.StartCmd(b, exec.Command(py, script)))
+				ws = append(ws, workload.StartCmd(b, exec.Command(sh, "-c", "echo ready=0x1; while :; do :; done")))
+				api := apiURL(port)
+				for _, w := range ws {
+					_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), 19)
+					postTask(b, api, fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"%ds"}`, w.PID(), secs+60))
+				}
+				waitUntil(b, time.Minute, "4 running tasks", func() bool {
+					n := 0
+					for _, x := range getTasks(b, api) {
+						if x.State == "running" {
+							n++
+						}
+					}
+					return n == len(ws)
+				})
+				add(bin.name, "tasks", peakMem(pid, secs))
+				for _, w := range ws {
+					w.Stop()
+				}
+				c.stop(10 * time.Second)
+			}
+		}
+	}
+	for _, bin := range bins {
+		suffix := ""
+		if bin.name != "new" {
+			suffix = "-" + bin.name
+		}
+		for _, fig := range []string{"idle-rss", "idle-anon", "idle-file", "tasks-rss", "tasks-anon", "tasks-file"} {
+			b.ReportMetric(median(figs[bin.name][fig]), fig+"-MB"+suffix)
+			b.Logf("%s: %s MB %s", bin.name, fig, rounds(figs[bin.name][fig]))
+		}
+	}
+}
