@@ -86,6 +86,9 @@ type File struct {
 	loads     []loadSegment
 	syms      symtab
 	gotab     *gosym.Table
+	// goinl expands Go inlining (nil: line table older than go1.20, or
+	// its funcdata not found).
+	goinl *goInline
 	// bytes estimates the memory the symbol tables take (the cache's
 	// byte budget counts it).
 	bytes int64
@@ -140,7 +143,7 @@ func newFile(f *elf.File) (*File, error) {
 	ef.BuildID, ef.GoBuildID = buildIDs(f)
 
 	var syms symtab
-	var runtimeText uint64
+	var runtimeText, gofuncSym uint64
 	extra, _ := extraSymbols(f, ef.BuildID, DebugRoot)
 	for _, load := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols, func() ([]elf.Symbol, error) { return extra, nil }} {
 		list, err := load()
@@ -149,8 +152,11 @@ func newFile(f *elf.File) (*File, error) {
 		}
 		for _, s := range list {
 			t := elf.ST_TYPE(s.Info)
-			if s.Name == "runtime.text" {
+			switch s.Name {
+			case "runtime.text":
 				runtimeText = s.Value
+			case "go:func.*", "go.func.*":
+				gofuncSym = s.Value
 			}
 			if (t != elf.STT_FUNC && t != elf.STT_GNU_IFUNC) || s.Value == 0 || s.Section == elf.SHN_UNDEF {
 				continue
@@ -164,11 +170,14 @@ func newFile(f *elf.File) (*File, error) {
 	}
 	ef.syms = syms.sortDedup()
 
-	if tab, err := goTable(f, runtimeText); err == nil {
+	if tab, pcln, pclnAddr, textStart, err := goTable(f, runtimeText); err == nil {
 		ef.gotab = tab
 		for i := range tab.Funcs {
 			ef.bytes += goFuncCost + int64(len(tab.Funcs[i].Name))
 		}
+		var extraBytes int64
+		ef.goinl, extraBytes = newGoInline(f, pcln, pclnAddr, textStart, gofuncSym)
+		ef.bytes += extraBytes
 	}
 	for _, sym := range ef.syms {
 		ef.bytes += symbolCost + int64(len(sym.name))
@@ -193,23 +202,64 @@ func (f *File) vaddr(fileOff uint64) uint64 {
 	return fileOff
 }
 
-// Lookup symbolizes an ELF virtual address. ok is false when no symbol
-// covers it.
+// Lookup symbolizes an ELF virtual address into the function that holds
+// the code there, the physical one: for Go code inlined there, the
+// function it was inlined into, at the line of the (outermost) call. ok is
+// false when no symbol covers it.
 func (f *File) Lookup(vaddr uint64) (fr profiles.Frame, ok bool) {
+	frames := f.AppendFrames(nil, vaddr)
+	if len(frames) == 0 {
+		return profiles.Frame{}, false
+	}
+	return frames[len(frames)-1], true
+}
+
+// AppendFrames appends the frames at an ELF virtual address to dst,
+// innermost first, as the Go runtime's tracebacks and pprof show them:
+// each Go function inlined there with its own file:line, then the function
+// they were inlined into at the line of the call. One frame for code
+// without inlining; none when no symbol covers vaddr.
+func (f *File) AppendFrames(dst []profiles.Frame, vaddr uint64) []profiles.Frame {
 	if f.gotab != nil {
-		if file, line, fn := f.gotab.PCToLine(vaddr); fn != nil {
-			return profiles.Frame{Function: fn.Name, File: file, Line: int64(line), Type: profiles.FrameGo}, true
+		if fn := f.gotab.PCToFunc(vaddr); fn != nil {
+			return f.appendGoFrames(dst, fn, vaddr)
 		}
 	}
 	s, ok := f.syms.lookup(vaddr)
 	if !ok {
-		return profiles.Frame{}, false
+		return dst
 	}
-	fr = profiles.Frame{Function: s.name, Type: profiles.FrameNative}
+	fr := profiles.Frame{Function: s.name, Type: profiles.FrameNative}
 	if d := demangled(s.name); d != s.name {
 		fr.Function, fr.SystemName = d, s.name
 	}
-	return fr, true
+	return append(dst, fr)
+}
+
+func (f *File) appendGoFrames(dst []profiles.Frame, fn *gosym.Func, pc uint64) []profiles.Frame {
+	goFrame := func(name string, pc uint64) profiles.Frame {
+		file, line, _ := f.gotab.PCToLine(pc)
+		return profiles.Frame{Function: name, File: file, Line: int64(line), Type: profiles.FrameGo}
+	}
+	if f.goinl != nil {
+		var buf [8]inlCall
+		calls, outer, ok := f.goinl.inlined(buf[:0], pc)
+		if ok {
+			for _, c := range calls {
+				dst = append(dst, goFrame(c.name, c.pc))
+			}
+			return append(dst, goFrame(fn.Name, outer))
+		}
+	}
+	// Without the inline tree, the line table's file:line at pc may be
+	// that of a function inlined there: never pair it with this
+	// function's name. Keep this function's own file (that of its entry)
+	// and no line when the file differs.
+	fr := goFrame(fn.Name, pc)
+	if file, _, _ := f.gotab.PCToLine(fn.Entry); file != fr.File {
+		fr.File, fr.Line = file, 0
+	}
+	return append(dst, fr)
 }
 
 // demangled returns the readable form of a C++ or Rust symbol without
@@ -224,21 +274,22 @@ func demangled(name string) string {
 // Go line table magics, newest first (go1.20+, 1.18, 1.16, 1.2).
 var goPclntabMagics = []uint32{0xfffffff1, 0xfffffff0, 0xfffffffa, 0xfffffffb}
 
-func goTable(f *elf.File, runtimeText uint64) (*gosym.Table, error) {
-	var pclntab []byte
+// goTable reads the Go line table; it returns the table's bytes, address
+// and text start (the base of its function entries) too.
+func goTable(f *elf.File, runtimeText uint64) (tab *gosym.Table, pclntab []byte, addr, textStart uint64, err error) {
 	if s := f.Section(".gopclntab"); s != nil {
 		data, err := s.Data()
 		if err != nil {
-			return nil, err
+			return nil, nil, 0, 0, err
 		}
-		pclntab = data
+		pclntab, addr = data, s.Addr
 	} else {
-		pclntab = findPclntab(f)
+		pclntab, addr = findPclntab(f)
 	}
 	if pclntab == nil {
-		return nil, errors.New("no Go line table")
+		return nil, nil, 0, 0, errors.New("no Go line table")
 	}
-	textStart := runtimeText
+	textStart = runtimeText
 	if textStart == 0 {
 		if s := f.Section(".text"); s != nil {
 			textStart = s.Addr
@@ -247,13 +298,14 @@ func goTable(f *elf.File, runtimeText uint64) (*gosym.Table, error) {
 	if textStart == 0 {
 		textStart = headerTextStart(pclntab)
 	}
-	return gosym.NewTable(nil, gosym.NewLineTable(pclntab, textStart))
+	tab, err = gosym.NewTable(nil, gosym.NewLineTable(pclntab, textStart))
+	return tab, pclntab, addr, textStart, err
 }
 
 // findPclntab searches the loaded segments for the line table header: the
 // section headers of a stripped binary may be gone, the table never is
 // (the Go runtime needs it).
-func findPclntab(f *elf.File) []byte {
+func findPclntab(f *elf.File) ([]byte, uint64) {
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X != 0 {
 			continue
@@ -272,13 +324,13 @@ func findPclntab(f *elf.File) []byte {
 				}
 				at := off + i
 				if at%8 == 0 && validPclnHeader(data[at:]) {
-					return data[at:]
+					return data[at:], p.Vaddr + uint64(at)
 				}
 				off = at + 1
 			}
 		}
 	}
-	return nil
+	return nil, 0
 }
 
 func validPclnHeader(b []byte) bool {

@@ -131,7 +131,9 @@ func New(opts Options) *Symbolizer {
 
 // Stack symbolizes one sample of process pid: kernel and user addresses,
 // each leaf first as the kernel records them. The result is leaf first:
-// kernel frames, then user frames.
+// kernel frames, then user frames. An address in Go code that the compiler
+// inlined yields several frames with that address, the inlined functions
+// first (as the Go runtime's tracebacks and pprof show them).
 func (s *Symbolizer) Stack(pid int, user, kernel []uint64) []profiles.Frame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,7 +154,7 @@ func (s *Symbolizer) Stack(pid int, user, kernel []uint64) []profiles.Frame {
 	if len(user) > 0 {
 		p := s.processLocked(pid)
 		for i, addr := range user {
-			frames = append(frames, s.userFrameLocked(p, addr, lookupAddr(addr, i)))
+			frames = s.appendUserFramesLocked(frames, p, addr, lookupAddr(addr, i))
 		}
 	}
 	return frames
@@ -284,7 +286,9 @@ func (p *process) find(addr uint64) *mapping {
 	return nil
 }
 
-func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Frame {
+// appendUserFramesLocked appends the frames at user address addr (look is
+// where to look it up) to dst: one, or several for inlined Go code.
+func (s *Symbolizer) appendUserFramesLocked(dst []profiles.Frame, p *process, addr, look uint64) []profiles.Frame {
 	m := p.find(look)
 	if m == nil && time.Since(p.readAt) > mapsRetryAge {
 		s.readMapsLocked(p) // maybe a library loaded since
@@ -292,24 +296,29 @@ func (s *Symbolizer) userFrameLocked(p *process, addr, look uint64) profiles.Fra
 	}
 	if m != nil && m.fileBacked() {
 		f := s.fileForLocked(p, m)
-		fr := profiles.Frame{Type: profiles.FrameNative}
 		if f != nil {
-			if sym, ok := f.Lookup(f.vaddr(look - m.start + m.offset)); ok {
-				fr = sym
+			n := len(dst)
+			dst = f.AppendFrames(dst, f.vaddr(look-m.start+m.offset))
+			if len(dst) > n {
+				for i := n; i < len(dst); i++ {
+					dst[i].Address, dst[i].Mapping = addr, m.pm
+				}
+				return dst
 			}
-		}
-		fr.Address, fr.Mapping = addr, m.pm
-		if fr.Function != "" {
-			return fr
 		}
 		// JIT code in a file mapping (a memfd double mapping, as .NET
 		// does) has no ELF symbols but may be in the perf map.
 		if jf, ok := s.perfMapFrameLocked(p, look); ok {
 			jf.Address, jf.Mapping = addr, m.pm
-			return jf
+			return append(dst, jf)
 		}
-		return fr
+		return append(dst, profiles.Frame{Address: addr, Mapping: m.pm, Type: profiles.FrameNative})
 	}
+	return append(dst, s.anonFrameLocked(p, m, addr, look))
+}
+
+// anonFrameLocked symbolizes an address outside file mappings.
+func (s *Symbolizer) anonFrameLocked(p *process, m *mapping, addr, look uint64) profiles.Frame {
 	// Anonymous executable memory: JIT code, described by a perf map.
 	fr := profiles.Frame{Address: addr, Type: profiles.FrameNative}
 	if n := s.namers[p.pid]; n != nil && m == nil {
