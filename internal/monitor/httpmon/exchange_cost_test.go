@@ -36,7 +36,8 @@ import (
 //
 // CONTPROF_EXCHANGE_ROUNDS (default 5), CONTPROF_EXCHANGE_DURATION (default
 // 4s a arm) and CONTPROF_OVERHEAD_ATTACH (sock | tracepoint |
-// raw_tracepoint) tune it.
+// raw_tracepoint) tune it; CONTPROF_EXCHANGE_IDLE=1 adds an arm with the
+// programs attached but neither process monitored.
 func BenchmarkExchangeCost(b *testing.B) {
 	requireEBPF(b)
 	rounds := envInt(b, "CONTPROF_EXCHANGE_ROUNDS", 5)
@@ -49,10 +50,12 @@ func BenchmarkExchangeCost(b *testing.B) {
 
 	// arm runs the client for dur; with monitored set, under a monitor
 	// that traces both processes (drained every second, as the receiver
-	// does). withStats also reads the programs' run time.
-	arm := func(monitored, withStats bool) exchangeRun {
+	// does); with attached set, under a monitor that traces neither (the
+	// programs run and return at the PID filter). withStats also reads the
+	// programs' run time.
+	arm := func(monitored, attached, withStats bool) exchangeRun {
 		var m *Monitor
-		if monitored {
+		if monitored || attached {
 			var err error
 			if m, err = Open(Options{Attach: attach}); err != nil {
 				b.Fatal(err)
@@ -79,7 +82,7 @@ func BenchmarkExchangeCost(b *testing.B) {
 				mu.Unlock()
 			}
 		}
-		if m != nil {
+		if monitored {
 			for _, pid := range []int{srv.pid(), c.pid()} {
 				if err := m.AddPID(pid); err != nil {
 					b.Fatal(err)
@@ -98,8 +101,13 @@ func BenchmarkExchangeCost(b *testing.B) {
 					}
 				}
 			}()
+		}
+		if m != nil {
 			runBefore, cntBefore = attachedRunTime(b, m)
 		}
+		// Loading the monitor (BTF parsing) leaves garbage: collect it now,
+		// in every arm, rather than while the client runs.
+		runtime.GC()
 		self := selfCPU(b)
 		cpu := threadsCPU(b, srv.pid()) + threadsCPU(b, c.pid())
 		r := c.run()
@@ -116,6 +124,8 @@ func BenchmarkExchangeCost(b *testing.B) {
 					}
 				}
 			}
+		}
+		if monitored {
 			close(stop)
 			<-done
 			count()
@@ -134,24 +144,31 @@ func BenchmarkExchangeCost(b *testing.B) {
 		return r
 	}
 
-	arm(false, false) // warm up
-	var base, mon []exchangeRun
+	idleArm := os.Getenv("CONTPROF_EXCHANGE_IDLE") == "1"
+	arm(false, false, false) // warm up
+	var base, mon, idle []exchangeRun
 	for i := range rounds {
-		var bl, mo exchangeRun
+		var bl, mo, id exchangeRun
 		if i%2 == 0 {
-			bl, mo = arm(false, false), arm(true, false)
+			bl, mo = arm(false, false, false), arm(true, false, false)
 		} else {
-			mo, bl = arm(true, false), arm(false, false)
+			mo, bl = arm(true, false, false), arm(false, false, false)
 		}
 		b.Logf("round %d: baseline %.2f µs/exchange (%d), monitored (%s) %.2f µs/exchange (%d): %+.2f µs",
 			i+1, bl.perExchange()/1e3, bl.exchanges, mo.attach, mo.perExchange()/1e3, mo.exchanges, (mo.perExchange()-bl.perExchange())/1e3)
 		base, mon = append(base, bl), append(mon, mo)
+		if idleArm {
+			id = arm(false, true, false)
+			b.Logf("round %d: attached, nothing monitored %.2f µs/exchange (%d): %+.2f µs vs baseline",
+				i+1, id.perExchange()/1e3, id.exchanges, (id.perExchange()-bl.perExchange())/1e3)
+			idle = append(idle, id)
+		}
 	}
 	statsOff, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatalf("enable BPF run-time stats: %v", err)
 	}
-	st := arm(true, true)
+	st := arm(true, false, true)
 	statsOff.Close()
 
 	var deltas, bl, mo []float64
@@ -176,6 +193,13 @@ func BenchmarkExchangeCost(b *testing.B) {
 		floats(deltas, 1, 0), medianOf(deltas), 100*medianOf(deltas)/medianOf(bl),
 		float64(st.bpf)/float64(max(st.exchanges, 1)), float64(st.bpfRuns)/float64(max(st.exchanges, 1)), float64(st.bpf)/float64(max(st.bpfRuns, 1)),
 		float64(monCPU)/float64(max(monEx, 1)))
+	if idleArm {
+		var id []float64
+		for i := range idle {
+			id = append(id, idle[i].perExchange()-base[i].perExchange())
+		}
+		summary += fmt.Sprintf("\n  attached, nothing monitored − baseline per round: %s ns (median %.0f ns)", floats(id, 1, 0), medianOf(id))
+	}
 	b.Log("\n" + summary)
 	fmt.Println(summary)
 	b.ReportMetric(medianOf(deltas), "ns-added/exchange")
