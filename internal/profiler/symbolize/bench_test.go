@@ -34,3 +34,21 @@ func BenchmarkOpenGoBinary(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStackInlined symbolizes the goinline workload's stack, whose
+// return address is in inlined code, plus every pc of its hot function
+// (three levels of inlining at some) as leaves: the cost of expanding
+// inlined frames.
+func BenchmarkStackInlined(b *testing.B) {
+	bin := workload.BuildGo(b, "goinline")
+	run := startGoinline(b, bin)
+	s := New(Options{})
+	b.ReportAllocs()
+	frames := 0
+	for b.Loop() {
+		for _, pc := range run.pcs {
+			frames += len(s.Stack(run.proc.Process.Pid, append([]uint64{pc}, run.stack...), nil))
+		}
+	}
+	b.ReportMetric(float64(frames)/float64(b.N), "frames/op")
+}

@@ -30,7 +30,7 @@ type goinlineRun struct {
 	callers []string            // the runtime's frames for stack
 }
 
-func startGoinline(t *testing.T, bin string) *goinlineRun {
+func startGoinline(t testing.TB, bin string) *goinlineRun {
 	t.Helper()
 	cmd := exec.Command(bin)
 	out, err := cmd.StdoutPipe()
