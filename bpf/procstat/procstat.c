@@ -48,10 +48,14 @@ struct record {
 	__u64 prev_utime;     // signal->prev_cputime: the split /proc last showed
 	__u64 prev_stime;
 	__s64 rss_pages;
+	__u64 cgroup_id;      // the leader's cgroup v2 (kernfs node id)
+	__u64 cpu_cgroup_id;  // its cgroup of the cpu controller (v1 or v2)
 	__s32 nr_threads;
 	__u32 state;          // leader's __state
 	__u32 exit_state;     // leader's exit_state
 	__u32 flags;          // leader's PF_* flags
+	__s32 nr_cpus_allowed; // the leader's affinity mask weight
+	__u32 pad;
 	char comm[16];
 };
 
@@ -103,7 +107,7 @@ static __always_inline __s64 rss_counter(struct mm_struct *mm, int i)
 	} else {
 		// What get_mm_counter reads (percpu_counter_read_positive):
 		// the shared count, without the per-CPU deltas.
-		v = BPF_CORE_READ(mm, rss_stat[i].count);
+		v = mm->rss_stat[i].count;
 	}
 	return v < 0 ? 0 : v;
 }
@@ -117,51 +121,75 @@ int procstat(struct bpf_iter__task *ctx)
 
 	if (!task)
 		return 0;
-	r.tgid = BPF_CORE_READ(task, tgid);
-	r.flags = BPF_CORE_READ(task, flags);
-	if (BPF_CORE_READ(task, pid) != r.tgid || (r.flags & PF_KTHREAD))
+	// The task and what it points to are BTF pointers: plain loads (which
+	// the verifier makes fault-safe) instead of a helper call per field.
+	r.tgid = task->tgid;
+	r.flags = task->flags;
+	if (task->pid != r.tgid || (r.flags & PF_KTHREAD))
 		return 0;
 
-	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	struct signal_struct *sig = task->signal;
 	if (!sig)
 		return 0;
-	r.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	r.start_boottime = BPF_CORE_READ(task, start_boottime);
+	r.ppid = task->real_parent->tgid;
+	r.start_boottime = task->start_boottime;
 	if (bpf_core_field_exists(task->__state)) {
-		r.state = BPF_CORE_READ(task, __state);
+		r.state = task->__state;
 	} else {
 		struct task_struct___old *old = (void *)task;
 		r.state = BPF_CORE_READ(old, state);
 	}
-	r.exit_state = BPF_CORE_READ(task, exit_state);
-	r.nr_threads = BPF_CORE_READ(sig, nr_threads);
-	BPF_CORE_READ_STR_INTO(&r.comm, task, comm);
-	r.prev_utime = BPF_CORE_READ(sig, prev_cputime.utime);
-	r.prev_stime = BPF_CORE_READ(sig, prev_cputime.stime);
+	r.exit_state = task->exit_state;
+	r.nr_cpus_allowed = task->nr_cpus_allowed;
+	struct css_set *cgroups = task->cgroups;
+	r.cgroup_id = cgroups->dfl_cgrp->kn->id;
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, cpu_cgrp_id)) {
+		int cpu = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
 
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+		if (cpu >= 0 && cpu < CGROUP_SUBSYS_COUNT) {
+			struct cgroup_subsys_state *css = cgroups->subsys[cpu];
+
+			if (css)
+				r.cpu_cgroup_id = css->cgroup->kn->id;
+		}
+	}
+	r.nr_threads = sig->nr_threads;
+	bpf_probe_read_kernel(&r.comm, sizeof(r.comm), task->comm);
+	r.prev_utime = sig->prev_cputime.utime;
+	r.prev_stime = sig->prev_cputime.stime;
+
+	struct mm_struct *mm = task->mm;
 	if (mm)
 		r.rss_pages = rss_counter(mm, MM_FILEPAGES) + rss_counter(mm, MM_ANONPAGES) +
 			      rss_counter(mm, MM_SHMEMPAGES);
 
 	// A thread that exits moves its time from its task to signal's totals
-	// inside a stats_lock write section: walk again if one ran meanwhile.
+	// inside a stats_lock write section: read again if one ran meanwhile.
 	for (int try = 0; try < 4; try++) {
-		unsigned seq0 = BPF_CORE_READ(sig, stats_lock.seqcount.seqcount.sequence);
-		struct walk w = {};
+		unsigned seq0 = sig->stats_lock.seqcount.seqcount.sequence;
 
-		w.head = (void *)sig + bpf_core_field_offset(struct signal_struct, thread_head);
-		w.pos = w.head;
-		w.runtime = BPF_CORE_READ(sig, sum_sched_runtime);
-		w.utime = BPF_CORE_READ(sig, utime);
-		w.stime = BPF_CORE_READ(sig, stime);
-		bpf_loop(MAX_THREADS, walk_thread, &w, 0);
-		unsigned seq1 = BPF_CORE_READ(sig, stats_lock.seqcount.seqcount.sequence);
-		r.runtime = w.runtime;
-		r.utime = w.utime;
-		r.stime = w.stime;
+		r.runtime = sig->sum_sched_runtime;
+		r.utime = sig->utime;
+		r.stime = sig->stime;
+		if (r.nr_threads == 1) {
+			// Most processes: the leader is the only thread.
+			r.runtime += task->se.sum_exec_runtime;
+			r.utime += task->utime;
+			r.stime += task->stime;
+		} else {
+			struct walk w = {};
+
+			w.head = (void *)sig + bpf_core_field_offset(struct signal_struct, thread_head);
+			w.pos = w.head;
+			bpf_loop(MAX_THREADS, walk_thread, &w, 0);
+			r.runtime += w.runtime;
+			r.utime += w.utime;
+			r.stime += w.stime;
+		}
+		unsigned seq1 = sig->stats_lock.seqcount.seqcount.sequence;
 		if (!(seq0 & 1) && seq0 == seq1)
 			break;
+		r.nr_threads = sig->nr_threads;
 	}
 	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;

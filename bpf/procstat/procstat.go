@@ -16,7 +16,7 @@ import (
 type Record = procstatRecord
 
 // RecordSize is the size of a record in the iterator's output.
-const RecordSize = 96
+const RecordSize = 120
 
 // Record must have the C layout: readers copy records into it directly.
 var (

@@ -24,10 +24,14 @@ type procstatRecord struct {
 	PrevUtime     uint64
 	PrevStime     uint64
 	RssPages      int64
+	CgroupId      uint64
+	CpuCgroupId   uint64
 	NrThreads     int32
 	State         uint32
 	ExitState     uint32
 	Flags         uint32
+	NrCpusAllowed int32
+	Pad           uint32
 	Comm          [16]int8
 }
 

@@ -38,7 +38,9 @@ type Config struct {
 	// secrets). Command-line filters still work.
 	OmitCommandLine bool
 	// CPURefresh is how often per-process CPU availability and cgroup data
-	// are re-read; DefaultCPURefresh when zero.
+	// are re-read; DefaultCPURefresh when zero. With the task iterator they
+	// are re-read as soon as it shows a new affinity or cgroup, and every
+	// 30 CPURefresh otherwise.
 	CPURefresh time.Duration
 	// Logger receives permission problems, once per process identity,
 	// and which Source a Scanner uses. Nil discards them.
@@ -279,6 +281,15 @@ type proc struct {
 	cpuDir    string
 	cpuV1     bool
 	refreshAt time.Time
+	// cpuKey is what the task iterator says of the process's affinity
+	// and cgroup; a change triggers refreshCPU at once.
+	cpuKey cpuKey
+}
+
+// cpuKey changes when a process's affinity mask or cgroups change.
+type cpuKey struct {
+	cgroup, cpuCgroup uint64 // v2; the cpu controller's (v1 or v2)
+	cpus              int32
 }
 
 type quotaEntry struct {
@@ -308,18 +319,22 @@ type Scanner struct {
 	dbuf []byte
 	// iter is the BPF task iterator (nil: Scan reads /proc/PID/stat);
 	// ibuf holds its output.
-	iter    *taskIter
-	ibuf    []byte
-	pids    []int32
-	inos    []uint64
-	kept    int // open descriptors in procs
-	maxKept int
-	procs   map[int32]*proc
-	denied  map[int32]uint32 // PIDs whose stat is unreadable, already logged
-	quotas  map[string]*quotaEntry
-	users   *userCache
-	samples []Sample
-	gen     uint32
+	iter *taskIter
+	ibuf []byte
+	// refreshEvery is how often refreshCPU runs for a process that shows
+	// no change (refresh, or much longer when the iterator reports every
+	// change that matters).
+	refreshEvery time.Duration
+	pids         []int32
+	inos         []uint64
+	kept         int // open descriptors in procs
+	maxKept      int
+	procs        map[int32]*proc
+	denied       map[int32]uint32 // PIDs whose stat is unreadable, already logged
+	quotas       map[string]*quotaEntry
+	users        *userCache
+	samples      []Sample
+	gen          uint32
 	// lastWarn and deniedSince rate-limit the permission warning.
 	lastWarn    time.Time
 	deniedSince int
@@ -386,6 +401,7 @@ func New(cfg Config) (*Scanner, error) {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur/4 < uint64(s.maxKept) {
 		s.maxKept = int(rl.Cur / 4)
 	}
+	s.refreshEvery = s.refresh
 	if err := s.chooseSource(cfg.Source); err != nil {
 		s.dir.close()
 		return nil, err
@@ -736,7 +752,7 @@ func (s *Scanner) reload(p *proc, pid int32, st *statFields, now time.Time) {
 func (s *Scanner) refreshCPU(p *proc, pid int32, now time.Time) {
 	// Spread refreshes of processes discovered together over the interval.
 	jitter := time.Duration(int64(pid)%1024) * s.refresh / 2048
-	p.refreshAt = now.Add(s.refresh - jitter)
+	p.refreshAt = now.Add(s.refreshEvery - jitter)
 
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(int(pid), &set); err == nil && set.Count() > 0 {

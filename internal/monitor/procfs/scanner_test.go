@@ -203,12 +203,31 @@ func TestMemoryRSS(t *testing.T) {
 	}
 }
 
+// waitResident waits until pid's resident set reads above 0: right after
+// exec it can read 0 (the per-CPU RSS counters of kernel 6.2+ are folded
+// into the total lazily), in /proc and in the task iterator alike.
+func waitResident(t *testing.T, pid int32) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if st, ok := procStat(t, pid); ok && st.rssPages > 0 {
+			return
+		}
+		if i == 500 {
+			t.Fatalf("pid %d: RSS still 0 after 5 s", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestServiceAttributes(t *testing.T) {
 	checkout := startChild(t, sleepCmd("OTEL_SERVICE_NAME=checkout",
 		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,service.instance.id=checkout%2D1"), false)
 	cart := startChild(t, sleepCmd("OTEL_RESOURCE_ATTRIBUTES=service.name=cart"), false)
 	plain := startChild(t, sleepCmd(), false)
 	started := time.Now()
+	for _, c := range []*child{checkout, cart, plain} {
+		waitResident(t, c.pid)
+	}
 	s := newScanner(t, Config{Include: Filter{PIDs: []int{int(checkout.pid), int(cart.pid), int(plain.pid)}}})
 	snap := scan(t, s)
 	if len(snap.Samples) != 3 {

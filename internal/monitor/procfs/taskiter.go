@@ -51,6 +51,10 @@ func (s *Scanner) chooseSource(src Source) error {
 	switch {
 	case err == nil:
 		s.logger.Info("Sampling processes with a BPF task iterator; /proc is read only for new processes")
+		// The iterator reports affinity and cgroup changes (v2, and the
+		// cpu controller's v1 or v2 cgroup), which trigger a refresh at
+		// once; the periodic one is a safety net.
+		s.refreshEvery = keyedRefreshFactor * s.refresh
 	case src == SourceBPF:
 		return fmt.Errorf("source %s: %w", src, err)
 	default:
@@ -75,6 +79,10 @@ func (s *Scanner) sameNamespaces() error {
 	}
 	return nil
 }
+
+// keyedRefreshFactor stretches CPURefresh when the iterator reports
+// affinity and cgroup changes.
+const keyedRefreshFactor = 30
 
 // scanIter is Scan with the task iterator: one read returns every user
 // process in PID order (kernel threads are left out in the kernel).
@@ -105,6 +113,12 @@ func (s *Scanner) scanIter(now time.Time) (Snapshot, error) {
 			continue
 		}
 		p := s.identify(pid, s.procs[pid], &st, now)
+		if key := (cpuKey{cgroup: r.CgroupId, cpuCgroup: r.CpuCgroupId, cpus: r.NrCpusAllowed}); key != p.cpuKey {
+			if p.cpuKey != (cpuKey{}) {
+				p.refreshAt = time.Time{} // moved or re-pinned: refresh now
+			}
+			p.cpuKey = key
+		}
 		if !p.hasSplit {
 			// Start from the split /proc last showed, so both agree.
 			p.split, p.hasSplit = cpuSplit{user: r.PrevUtime, system: r.PrevStime}, true

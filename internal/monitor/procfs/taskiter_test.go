@@ -286,6 +286,12 @@ func TestIteratorThreadExits(t *testing.T) {
 	t.Logf("%d reads, %d ms of CPU", reads, last/1e6)
 }
 
+// copySamples keeps a snapshot's samples past the next Scan.
+func copySamples(snap Snapshot) Snapshot {
+	snap.Samples = append([]Sample(nil), snap.Samples...)
+	return snap
+}
+
 // TestScannerSourcesAgree scans the same processes with both sources.
 func TestScannerSourcesAgree(t *testing.T) {
 	requireRoot(t)
@@ -299,24 +305,68 @@ func TestScannerSourcesAgree(t *testing.T) {
 	if bs.Source() != SourceBPF || ps.Source() != SourceProc {
 		t.Fatalf("sources %s and %s", ps.Source(), bs.Source())
 	}
+	waitResident(t, sleeper.pid)
+	// /proc around the iterator: what may change in between (RSS, CPU
+	// time) must lie between the two /proc readings.
 	pa, ba := scan(t, ps), scan(t, bs)
+	pa = copySamples(pa)
+	pz := scan(t, ps)
 	for _, pid := range []int32{threads.pid, sleeper.pid} {
-		p, b := find(pa, pid), find(ba, pid)
-		if p == nil || b == nil {
-			t.Fatalf("pid %d: proc %v, bpf %v", pid, p != nil, b != nil)
+		p, b, z := find(pa, pid), find(ba, pid), find(pz, pid)
+		if p == nil || b == nil || z == nil {
+			t.Fatalf("pid %d: proc %v, bpf %v, proc %v", pid, p != nil, b != nil, z != nil)
 		}
 		pi, bi := *p.Info, *b.Info
 		if pi != bi {
 			t.Errorf("pid %d: infos differ:\n proc %+v\n bpf  %+v", pid, pi, bi)
 		}
-		if p.Threads != b.Threads || p.RSSBytes != b.RSSBytes || p.State != b.State || p.CPUs != b.CPUs {
-			t.Errorf("pid %d: samples differ:\n proc %+v\n bpf  %+v", pid, *p, *b)
+		if p.Threads != b.Threads || p.State != b.State || p.CPUs != b.CPUs ||
+			b.RSSBytes < min(p.RSSBytes, z.RSSBytes) || b.RSSBytes > max(p.RSSBytes, z.RSSBytes) {
+			t.Errorf("pid %d: samples differ:\n proc %+v\n bpf  %+v\n proc %+v", pid, *p, *b, *z)
 		}
-		if d := b.CPUSeconds() - p.CPUSeconds(); d < 0 || d >= 2.0/TicksPerSecond {
-			t.Errorf("pid %d: CPU %.4f s, /proc %.4f s", pid, b.CPUSeconds(), p.CPUSeconds())
+		if b.CPUSeconds() < p.CPUSeconds() || b.CPUSeconds() >= z.CPUSeconds()+2.0/TicksPerSecond {
+			t.Errorf("pid %d: CPU %.4f s, /proc %.4f then %.4f s", pid, b.CPUSeconds(), p.CPUSeconds(), z.CPUSeconds())
 		}
 	}
 	if !strings.Contains(fmt.Sprint(SourceBPF, SourceProc, SourceAuto), "bpf proc auto") {
 		t.Errorf("source names %v", []Source{SourceBPF, SourceProc, SourceAuto})
+	}
+}
+
+// TestIteratorRefreshOnChange: with the iterator, a tracked process that is
+// re-pinned or moved to another cgroup shows its new CPUs at the next scan,
+// without waiting for CPURefresh.
+func TestIteratorRefreshOnChange(t *testing.T) {
+	requireRoot(t)
+	c := startChild(t, sleepCmd(), false)
+	s := newScanner(t, Config{Source: SourceBPF, CPURefresh: time.Hour, Include: Filter{PIDs: []int{int(c.pid)}}})
+	before := find(scan(t, s), c.pid)
+	if before == nil {
+		t.Fatal("child not found")
+	}
+	if before.CPUs < 2 {
+		t.Skipf("the child may use %v CPUs: pinning it to one changes nothing", before.CPUs)
+	}
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(int(c.pid), &one); err != nil {
+		t.Fatal(err)
+	}
+	if smp := find(scan(t, s), c.pid); smp == nil || smp.CPUs != 1 {
+		t.Fatalf("after pinning to one CPU: %+v", smp)
+	}
+	var all unix.CPUSet
+	for i := range int(before.CPUs) {
+		all.Set(i)
+	}
+	if err := unix.SchedSetaffinity(int(c.pid), &all); err != nil {
+		t.Fatal(err)
+	}
+	if smp := find(scan(t, s), c.pid); smp == nil || smp.CPUs != before.CPUs {
+		t.Fatalf("after unpinning: %+v", smp)
+	}
+	moveToQuotaCgroup(t, s, c, 50000, 100000)
+	if smp := find(scan(t, s), c.pid); smp == nil || smp.CPUs != 0.5 {
+		t.Fatalf("after a move to a cgroup with a quota of 0.5 CPUs: %+v", smp)
 	}
 }
