@@ -19,6 +19,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/contprof/contprof/internal/testhelper/benchenv"
 )
 
 // BenchmarkExchangeCost measures what monitoring costs per HTTP exchange
@@ -40,8 +42,8 @@ import (
 // programs attached but neither process monitored.
 func BenchmarkExchangeCost(b *testing.B) {
 	requireEBPF(b)
-	rounds := envInt(b, "CONTPROF_EXCHANGE_ROUNDS", 5)
-	dur := envDuration(b, "CONTPROF_EXCHANGE_DURATION", 4*time.Second)
+	rounds := benchenv.Int(b, "CONTPROF_EXCHANGE_ROUNDS", 5)
+	dur := benchenv.Duration(b, "CONTPROF_EXCHANGE_DURATION", 4*time.Second)
 	attach := os.Getenv("CONTPROF_OVERHEAD_ATTACH")
 
 	srv := startServer(b, goServer(b), "-sleep", "0s")
@@ -189,8 +191,8 @@ func BenchmarkExchangeCost(b *testing.B) {
 		"  BPF programs (run-time stats round): %.0f ns per exchange, %.1f runs per exchange, %.0f ns per run\n"+
 		"  monitor user space (reader, Drain): %.0f ns per exchange",
 		rounds, dur, st.attach,
-		floats(bl, 1e3, 2), medianOf(bl)/1e3, floats(mo, 1e3, 2), medianOf(mo)/1e3,
-		floats(deltas, 1, 0), medianOf(deltas), 100*medianOf(deltas)/medianOf(bl),
+		floats(bl, 1e3, 2), benchenv.Median(bl)/1e3, floats(mo, 1e3, 2), benchenv.Median(mo)/1e3,
+		floats(deltas, 1, 0), benchenv.Median(deltas), 100*benchenv.Median(deltas)/benchenv.Median(bl),
 		float64(st.bpf)/float64(max(st.exchanges, 1)), float64(st.bpfRuns)/float64(max(st.exchanges, 1)), float64(st.bpf)/float64(max(st.bpfRuns, 1)),
 		float64(monCPU)/float64(max(monEx, 1)))
 	if idleArm {
@@ -198,11 +200,11 @@ func BenchmarkExchangeCost(b *testing.B) {
 		for i := range idle {
 			id = append(id, idle[i].perExchange()-base[i].perExchange())
 		}
-		summary += fmt.Sprintf("\n  attached, nothing monitored − baseline per round: %s ns (median %.0f ns)", floats(id, 1, 0), medianOf(id))
+		summary += fmt.Sprintf("\n  attached, nothing monitored − baseline per round: %s ns (median %.0f ns)", floats(id, 1, 0), benchenv.Median(id))
 	}
 	b.Log("\n" + summary)
 	fmt.Println(summary)
-	b.ReportMetric(medianOf(deltas), "ns-added/exchange")
+	b.ReportMetric(benchenv.Median(deltas), "ns-added/exchange")
 	b.ReportMetric(float64(st.bpf)/float64(max(st.exchanges, 1)), "bpf-ns/exchange")
 }
 
@@ -329,42 +331,6 @@ func threadsCPU(t testing.TB, pid int) time.Duration {
 		sum += time.Duration(ns)
 	}
 	return sum
-}
-
-func envInt(t testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("%s: %q is not a positive integer", name, v)
-	}
-	return n
-}
-
-func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		t.Fatalf("%s: %q is not a positive duration", name, v)
-	}
-	return d
-}
-
-func medianOf(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // floats lists v divided by unit, sorted, with prec decimals.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/contprof/contprof/internal/testhelper/benchenv"
 )
 
 // BenchmarkOverhead measures what monitoring costs a Go HTTP server under wrk
@@ -41,22 +42,8 @@ func overhead(t testing.TB) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Fatal("wrk not installed")
 	}
-	dur := 10 * time.Second
-	if v := os.Getenv("CONTPROF_OVERHEAD_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("CONTPROF_OVERHEAD_DURATION: %v", err)
-		}
-		dur = d
-	}
-	rounds := 3
-	if v := os.Getenv("CONTPROF_OVERHEAD_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("CONTPROF_OVERHEAD_ROUNDS: %q is not a positive integer", v)
-		}
-		rounds = n
-	}
+	dur := benchenv.Duration(t, "CONTPROF_OVERHEAD_DURATION", 10*time.Second)
+	rounds := benchenv.Int(t, "CONTPROF_OVERHEAD_ROUNDS", 3)
 	wrkArgs := strings.Fields(os.Getenv("CONTPROF_OVERHEAD_WRK"))
 	if len(wrkArgs) == 0 {
 		wrkArgs = []string{"-t2", "-c50"}
@@ -254,11 +241,7 @@ func median(rs []wrkResult, f func(wrkResult) float64) float64 {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
-	sort.Float64s(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return benchenv.Median(v)
 }
 
 func rpsList(rs []wrkResult) string {

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/contprof/contprof/internal/profiler/stackprof"
 	"github.com/contprof/contprof/internal/profiler/symbolize"
+	"github.com/contprof/contprof/internal/testhelper/benchenv"
 )
 
 var usecsPerOp = regexp.MustCompile(`([\d.]+)\s+usecs/op`)
@@ -124,9 +124,9 @@ func BenchmarkSchedPipe(b *testing.B) {
 	if err != nil {
 		b.Fatal("perf (linux-perf) is not installed")
 	}
-	rounds := envInt(b, "CONTPROF_OVERHEAD_ROUNDS", 15)
-	loops := envInt(b, "CONTPROF_SCHEDPIPE_LOOPS", 50000)
-	budget := envInt(b, "CONTPROF_OFFCPU_BUDGET", DefaultMaxStacksPerSecond)
+	rounds := benchenv.Int(b, "CONTPROF_OVERHEAD_ROUNDS", 15)
+	loops := benchenv.Int(b, "CONTPROF_SCHEDPIPE_LOOPS", 50000)
+	budget := benchenv.Int(b, "CONTPROF_OFFCPU_BUDGET", DefaultMaxStacksPerSecond)
 	sym := symbolize.New(symbolize.Options{})
 	if err := sym.KernelError(); err != nil {
 		b.Fatal(err)
@@ -190,7 +190,7 @@ func BenchmarkSchedPipe(b *testing.B) {
 	}
 	med := map[string]float64{}
 	for _, md := range modes {
-		med[md.name] = median(md.us)
+		med[md.name] = benchenv.Median(md.us)
 		b.Logf("%-8s median %.3f usecs/op | %s", md.name, med[md.name], fmtAll(md.us))
 	}
 	for _, name := range []string{"profiled", "every"} {
@@ -208,7 +208,7 @@ func BenchmarkSchedPipe(b *testing.B) {
 				}
 			}
 		}
-		return median(rs)
+		return benchenv.Median(rs)
 	}
 	b.Logf("slowdown (median of per-round ratios): profiler loaded, another process profiled %+.2f%%; this process profiled %+.2f%% (budget of %d stacks/s/CPU), %+.2f%% (every switch-out recorded)",
 		100*(ratio("loaded")-1), 100*(ratio("profiled")-1), budget, 100*(ratio("every")-1))
@@ -295,28 +295,4 @@ func fmtAll(v []float64) string {
 		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
 	}
 	return strings.Join(parts, " ")
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
 }
