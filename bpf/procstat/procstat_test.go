@@ -1,23 +1,21 @@
 //go:build linux
 
-package procstat
+package procstat_test
 
 import (
 	"os"
 	"testing"
+
+	"github.com/contprof/contprof/bpf/procstat"
+	"github.com/contprof/contprof/internal/testhelper/proftest"
 )
 
 // TestLoadAttach proves the iterator passes the verifier and attaches on
 // this kernel, reports this process with its figures, and runs again for
 // every Read.
 func TestLoadAttach(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CONTPROF_REQUIRE_EBPF") == "1" {
-			t.Fatal("CONTPROF_REQUIRE_EBPF=1 but not root")
-		}
-		t.Skip("needs root to load eBPF programs")
-	}
-	it, err := Open()
+	proftest.RequireEBPF(t, "the BPF task iterator")
+	it, err := procstat.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +26,8 @@ func TestLoadAttach(t *testing.T) {
 		if buf, err = it.Read(buf[:0]); err != nil {
 			t.Fatal(err)
 		}
-		var self *Record
-		recs := Records(buf)
+		var self *procstat.Record
+		recs := procstat.Records(buf)
 		for i := range recs {
 			if i > 0 && recs[i].Tgid <= recs[i-1].Tgid {
 				t.Fatalf("round %d: pid %d after %d: not in PID order", round, recs[i].Tgid, recs[i-1].Tgid)
