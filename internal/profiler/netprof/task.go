@@ -14,7 +14,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"golang.org/x/sys/unix"
@@ -130,14 +129,11 @@ type Stats struct {
 
 // Task profiles the TCP connections of a set of processes.
 type Task struct {
-	opts    Options
-	objs    *tcpevents.Objects
-	links   []link.Link
-	rd      *ringbuf.Reader
-	done    chan struct{} // the reader returned
-	reading bool          // the reader was started
-	attach  string        // the flavour attached
-	flushed chan struct{}
+	opts   Options
+	objs   *tcpevents.Objects
+	links  []link.Link
+	rd     *ringread.Reader
+	attach string // the flavour attached
 
 	closeOnce sync.Once
 	closeErr  error
@@ -230,8 +226,6 @@ func Start(opts Options) (_ *Task, err error) {
 	}
 	t := &Task{
 		opts:       opts,
-		done:       make(chan struct{}),
-		flushed:    make(chan struct{}, 1),
 		pids:       map[int]*proc{},
 		diag:       map[uint32]*diagConn{},
 		conns:      map[connKey]*conn{},
@@ -258,7 +252,7 @@ func Start(opts Options) (_ *Task, err error) {
 			t.release()
 		}
 	}()
-	t.rd, err = ringbuf.NewReader(t.objs.Events)
+	t.rd, err = ringread.Start(t.objs.Events, readerPoll, t.handle)
 	if err != nil {
 		return nil, fmt.Errorf("network task: ring buffer reader: %w", err)
 	}
@@ -275,8 +269,6 @@ func Start(opts Options) (_ *Task, err error) {
 	if t.links, t.attach, err = t.objs.Attach(opts.Attach); err != nil {
 		return nil, privilegeHint(err)
 	}
-	t.reading = true
-	go t.read()
 	t.refresh()
 	return t, nil
 }
@@ -377,42 +369,26 @@ const eventBatch = 4096
 // the reader only when a quarter of it is full).
 const readerPoll = 200 * time.Millisecond
 
-// read moves events from the ring buffer to t.events.
-func (t *Task) read() {
-	defer close(t.done)
-	ringread.Run(t.rd, readerPoll, t.flushed, func(raw []byte) {
-		if len(raw) < tcpevents.EventSize {
-			return
-		}
-		// The record is the C struct in native layout (EventSize
-		// checked above); a copy is much cheaper than binary.Decode.
-		ev := *(*tcpevents.Event)(unsafe.Pointer(&raw[0]))
-		t.mu.Lock()
-		t.events = append(t.events, ev)
-		if len(t.events) >= eventBatch && !t.closed {
-			// Applied as they come under churn, so that memory stays
-			// bounded by connections rather than by events.
-			t.applyEvents()
-		}
-		t.mu.Unlock()
-	})
+// handle moves an event from the ring buffer to t.events.
+func (t *Task) handle(raw []byte) {
+	if len(raw) < tcpevents.EventSize {
+		return
+	}
+	// The record is the C struct in native layout (EventSize checked
+	// above); a copy is much cheaper than binary.Decode.
+	ev := *(*tcpevents.Event)(unsafe.Pointer(&raw[0]))
+	t.mu.Lock()
+	t.events = append(t.events, ev)
+	if len(t.events) >= eventBatch && !t.closed {
+		// Applied as they come under churn, so that memory stays bounded
+		// by connections rather than by events.
+		t.applyEvents()
+	}
+	t.mu.Unlock()
 }
 
 // flush waits until every event the kernel has sent so far is in t.events.
-func (t *Task) flush() {
-	select {
-	case <-t.flushed: // stale
-	default:
-	}
-	if t.rd.Flush() != nil {
-		return
-	}
-	select {
-	case <-t.flushed:
-	case <-t.done:
-	case <-time.After(time.Second):
-	}
-}
+func (t *Task) flush() { t.rd.Sync(time.Second) }
 
 // Collect returns what the covered processes' connections did since the
 // previous Collect (or Start): metrics per flow and sampled exchange logs.
@@ -476,9 +452,6 @@ func (t *Task) release() error {
 	t.links = nil
 	if t.rd != nil {
 		errs = append(errs, t.rd.Close())
-		if t.reading {
-			<-t.done
-		}
 	}
 	if t.objs != nil {
 		errs = append(errs, t.objs.Close())

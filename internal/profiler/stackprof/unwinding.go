@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/contprof/contprof/internal/profiler/unwind"
+	"github.com/contprof/contprof/internal/ringread"
 )
 
 // UnwindOptions choose how a source produces user stacks; zero values take
@@ -50,14 +51,14 @@ func (o *UnwindOptions) Validate(target string, defaultEventBytes int) error {
 // ring buffer its programs send stack snapshots to (ustack.h).
 type Unwinding struct {
 	Unwinder *unwind.Unwinder
-	rd       *unwind.EventReader
+	rd       *ringread.Reader
 }
 
 // StartUnwinding reads the events of ring, calling handle with each raw
 // record (valid only during the call) on the reader's goroutine, in order.
 func StartUnwinding(ring *ebpf.Map, maxFrames int, handle func(u *Unwinding, raw []byte)) (*Unwinding, error) {
 	u := &Unwinding{Unwinder: unwind.New(unwind.Options{MaxFrames: maxFrames})}
-	rd, err := unwind.NewEventReader(ring, func(raw []byte) { handle(u, raw) })
+	rd, err := ringread.Start(ring, unwind.PollInterval, func(raw []byte) { handle(u, raw) })
 	if err != nil {
 		return nil, errors.Join(err, u.Unwinder.Close())
 	}
@@ -84,7 +85,7 @@ func (u *Unwinding) Wants(pid uint32) bool { return u.Unwinder.Has(int(pid)) }
 // Sync returns once every event in the ring when it was called has been
 // handled: a collection calls it first, so that it counts everything that
 // happened before it (the reader polls, it is not woken per event).
-func (u *Unwinding) Sync() { u.rd.Sync() }
+func (u *Unwinding) Sync() { u.rd.Sync(0) }
 
 // Close stops the reader, then the unwinder; the handler is not called
 // after Close returns.
