@@ -7,7 +7,6 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/ianlancetaylor/demangle"
 
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/buildid"
 )
 
 // symbol is a function symbol; size 0 means "up to the next symbol".
@@ -140,7 +140,7 @@ func newFile(f *elf.File) (*File, error) {
 			ef.loads = append(ef.loads, loadSegment{off: p.Off, vaddr: p.Vaddr, filesz: p.Filesz})
 		}
 	}
-	ef.BuildID, ef.GoBuildID = buildIDs(f)
+	ef.BuildID, ef.GoBuildID = buildid.Read(f)
 
 	var syms symtab
 	var runtimeText, gofuncSym uint64
@@ -352,54 +352,6 @@ func headerTextStart(b []byte) uint64 {
 		return 0
 	}
 	return binary.LittleEndian.Uint64(b[24:])
-}
-
-// buildIDs reads the GNU and Go build ids from note sections, or from
-// PT_NOTE segments when the section headers are gone.
-func buildIDs(f *elf.File) (gnu, goID string) {
-	var notes [][]byte
-	for _, s := range f.Sections {
-		if s.Type == elf.SHT_NOTE {
-			if d, err := s.Data(); err == nil {
-				notes = append(notes, d)
-			}
-		}
-	}
-	if len(notes) == 0 {
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_NOTE {
-				if d, err := io.ReadAll(p.Open()); err == nil {
-					notes = append(notes, d)
-				}
-			}
-		}
-	}
-	for _, d := range notes {
-		parseNotes(f.ByteOrder, d, func(name string, typ uint32, desc []byte) {
-			switch {
-			case name == "GNU" && typ == 3 && gnu == "": // NT_GNU_BUILD_ID
-				gnu = hex.EncodeToString(desc)
-			case name == "Go" && typ == 4 && goID == "": // Go build id
-				goID = string(desc)
-			}
-		})
-	}
-	return gnu, goID
-}
-
-func parseNotes(bo binary.ByteOrder, d []byte, fn func(name string, typ uint32, desc []byte)) {
-	align4 := func(n uint32) uint32 { return (n + 3) &^ 3 }
-	for len(d) >= 12 {
-		namesz, descsz, typ := bo.Uint32(d), bo.Uint32(d[4:]), bo.Uint32(d[8:])
-		d = d[12:]
-		if uint64(align4(namesz))+uint64(align4(descsz)) > uint64(len(d)) {
-			return
-		}
-		name := strings.TrimRight(string(d[:namesz]), "\x00")
-		desc := d[align4(namesz) : align4(namesz)+descsz]
-		fn(name, typ, desc)
-		d = d[align4(namesz)+align4(descsz):]
-	}
 }
 
 func (f *File) String() string {

@@ -5,7 +5,6 @@ package unwind
 import (
 	"bufio"
 	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/profiler/buildid"
 )
 
 // Options tune an Unwinder; the zero value is ready to use.
@@ -443,7 +443,7 @@ func (u *Unwinder) entryLocked(path string) *entry {
 		return e
 	}
 	e := &entry{id: id, path: path, refs: 1}
-	if bid, err := readBuildID(path); err == nil && bid != "" {
+	if bid, err := buildid.GNU(path); err == nil && bid != "" {
 		if shared, ok := u.byBuild[bid]; ok {
 			// The same file in another container or copy.
 			shared.refs++
@@ -461,39 +461,3 @@ func (u *Unwinder) entryLocked(path string) *entry {
 	}
 	return e
 }
-
-// readBuildID reads the GNU build id note of the ELF file at path.
-func readBuildID(path string) (string, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_NOTE || p.Filesz > 1<<16 {
-			continue
-		}
-		b := make([]byte, p.Filesz)
-		if _, err := p.ReadAt(b, 0); err != nil {
-			continue
-		}
-		for len(b) >= 12 {
-			nsz, dsz, typ := le32(b), le32(b[4:]), le32(b[8:])
-			nOff := 12
-			dOff := nOff + int(align4(nsz))
-			if dOff+int(dsz) > len(b) {
-				break
-			}
-			if typ == 3 && nsz == 4 && string(b[nOff:nOff+3]) == "GNU" {
-				return fmt.Sprintf("%x", b[dOff:dOff+int(dsz)]), nil
-			}
-			b = b[dOff+int(align4(dsz)):]
-		}
-	}
-	return "", errors.New("no build id")
-}
-
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-func align4(n uint32) uint32 { return (n + 3) &^ 3 }
