@@ -86,6 +86,11 @@ type Config struct {
 	// namespace; zero means the initial namespace (the fast path).
 	PIDNamespaceDev uint64
 	PIDNamespaceIno uint64
+	// Sock loads the socket tracepoint programs (SockPrograms; the kernel
+	// must have them, see HasSockTracepoints); otherwise the system call
+	// programs (Program) are loaded. Only one set is loaded: the other's
+	// verification and memory are not paid.
+	Sock bool
 }
 
 // Objects are the loaded programs and maps. The global variables are set
@@ -95,15 +100,14 @@ type Objects struct {
 	httpmonMaps
 }
 
-// Load loads the programs and maps into the kernel.
+// Load loads the programs of one flavour (cfg.Sock) and the maps into the
+// kernel.
 func Load(cfg Config) (*Objects, error) {
 	var objs Objects
-	// The socket tracepoints' programs only where the kernel has them
-	// (6.3+): elsewhere the syscall flavours load alone.
-	var into any = &objs
-	sc := &syscallObjects{}
-	if !HasSockTracepoints() {
-		into = sc
+	sc, sk := &syscallObjects{}, &sockObjects{}
+	var into any = sc
+	if cfg.Sock {
+		into = sk
 	}
 	err := load.Generated(loadHttpmon, load.Settings{
 		Entries: map[string]uint32{
@@ -120,16 +124,26 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
-	if into == any(sc) {
+	if cfg.Sock {
+		objs.SockSend, objs.SockRecv, objs.SockState, objs.httpmonMaps = sk.SockSend, sk.SockRecv, sk.SockState, sk.httpmonMaps
+	} else {
 		objs.SysExitIo, objs.RawSysExit, objs.httpmonMaps = sc.SysExitIo, sc.RawSysExit, sc.httpmonMaps
 	}
 	return &objs, nil
 }
 
-// syscallObjects are the programs every kernel loads, and the maps.
+// syscallObjects are the system call flavours' programs, and the maps.
 type syscallObjects struct {
 	SysExitIo  *ebpf.Program `ebpf:"sys_exit_io"`
 	RawSysExit *ebpf.Program `ebpf:"raw_sys_exit"`
+	httpmonMaps
+}
+
+// sockObjects are the socket tracepoint flavour's programs, and the maps.
+type sockObjects struct {
+	SockSend  *ebpf.Program `ebpf:"sock_send"`
+	SockRecv  *ebpf.Program `ebpf:"sock_recv"`
+	SockState *ebpf.Program `ebpf:"sock_state"`
 	httpmonMaps
 }
 
@@ -148,9 +162,10 @@ func HasSockTracepoints() bool {
 	return true
 }
 
-// Program returns the program of one attachment flavour: raw false gives
-// the program for every syscalls/sys_exit_<Syscalls> tracepoint; raw true
-// the one for the raw sys_exit tracepoint.
+// Program returns the program of one system call flavour (loaded without
+// Config.Sock): raw false gives the program for every
+// syscalls/sys_exit_<Syscalls> tracepoint; raw true the one for the raw
+// sys_exit tracepoint.
 func (o *Objects) Program(raw bool) *ebpf.Program {
 	if raw {
 		return o.RawSysExit
@@ -158,8 +173,8 @@ func (o *Objects) Program(raw bool) *ebpf.Program {
 	return o.SysExitIo
 }
 
-// SockPrograms are the programs of the socket tracepoint flavour, by
-// tracepoint name (attached as tp_btf).
+// SockPrograms are the programs of the socket tracepoint flavour (loaded
+// with Config.Sock), by tracepoint name (attached as tp_btf).
 func (o *Objects) SockPrograms() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
 		"sock_send_length":    o.SockSend,

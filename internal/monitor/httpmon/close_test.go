@@ -60,7 +60,19 @@ func TestCloseLeavesNothing(t *testing.T) {
 
 			var progIDs []ebpf.ProgramID
 			mapIDs := map[ebpf.MapID]bool{}
-			for _, p := range []*ebpf.Program{m.objs.SysExitIo, m.objs.RawSysExit} {
+			// Only the attached flavour's programs are loaded.
+			sys := []*ebpf.Program{m.objs.SysExitIo, m.objs.RawSysExit}
+			sock := []*ebpf.Program{m.objs.SockSend, m.objs.SockRecv, m.objs.SockState}
+			loaded, unloaded := sys, sock
+			if m.Attachment() == AttachSock {
+				loaded, unloaded = sock, sys
+			}
+			for _, p := range unloaded {
+				if p != nil {
+					t.Errorf("attachment %s: program %v loaded too", m.Attachment(), p)
+				}
+			}
+			for _, p := range loaded {
 				info, err := p.Info()
 				if err != nil {
 					t.Fatal(err)

@@ -175,13 +175,8 @@ func Open(opts Options) (_ *Monitor, err error) {
 	} else if !init {
 		cfg.PIDNamespaceDev, cfg.PIDNamespaceIno = dev, ino
 	}
-	objs, err := bpfhttpmon.Load(cfg)
-	if err != nil {
-		return nil, privilegeHint(err)
-	}
 	m := &Monitor{
 		opts:     opts,
-		objs:     objs,
 		pidLimit: pidLimit,
 		words:    map[uint32]uint64{},
 		done:     make(chan struct{}),
@@ -195,19 +190,32 @@ func Open(opts Options) (_ *Monitor, err error) {
 		}
 	}()
 
+	// Only the programs of the flavour tried are loaded: a fallback
+	// reloads.
 	switch opts.Attach {
 	case AttachSock:
-		err = m.attachSock()
+		if err = m.load(cfg, true); err == nil {
+			err = m.attachSock()
+		}
 	case AttachTracepoint:
-		err = m.attachTracepoints()
+		if err = m.load(cfg, false); err == nil {
+			err = m.attachTracepoints()
+		}
 	case AttachRawTracepoint:
-		err = m.attachRaw()
+		if err = m.load(cfg, false); err == nil {
+			err = m.attachRaw()
+		}
 	default:
 		if bpfhttpmon.HasSockTracepoints() {
-			if err = m.attachSock(); err == nil {
-				break
+			if err = m.load(cfg, true); err == nil {
+				if err = m.attachSock(); err == nil {
+					break
+				}
 			}
 			m.closeLinks()
+		}
+		if err = m.load(cfg, false); err != nil {
+			break
 		}
 		if err = m.attachTracepoints(); err != nil {
 			tpErr := err
@@ -222,12 +230,30 @@ func Open(opts Options) (_ *Monitor, err error) {
 		return nil, privilegeHint(err)
 	}
 
-	m.rd, err = ringbuf.NewReader(objs.Events)
+	m.rd, err = ringbuf.NewReader(m.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("http monitor: open ring buffer reader: %w", err)
 	}
 	go m.read()
 	return m, nil
+}
+
+// load loads the programs of the socket flavour (sock) or of the system
+// call flavours, replacing those loaded before.
+func (m *Monitor) load(cfg bpfhttpmon.Config, sock bool) error {
+	if m.objs != nil {
+		if err := m.objs.Close(); err != nil {
+			return fmt.Errorf("http monitor: %w", err)
+		}
+		m.objs = nil
+	}
+	cfg.Sock = sock
+	objs, err := bpfhttpmon.Load(cfg)
+	if err != nil {
+		return err
+	}
+	m.objs = objs
+	return nil
 }
 
 func (m *Monitor) attachTracepoints() error {
@@ -519,7 +545,9 @@ func (m *Monitor) release() error {
 		errs = append(errs, m.rd.Close())
 		<-m.done
 	}
-	errs = append(errs, m.objs.Close())
+	if m.objs != nil {
+		errs = append(errs, m.objs.Close())
+	}
 	return errors.Join(errs...)
 }
 
