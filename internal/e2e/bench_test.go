@@ -95,6 +95,8 @@ func countProcs() int {
 // firing. cpu-us/proc/scrape is the collector process's CPU time (utime +
 // stime from /proc) per process per scrape over CONTPROF_BENCH_SECONDS
 // (default 30) after a warm-up; rss-MB its resident memory at the end.
+// CONTPROF_BENCH_PROCESS_SOURCES (e.g. "bpf,proc") runs every build with
+// each receiver process_source in turn (default: auto only).
 func BenchmarkProcMetrics(b *testing.B) {
 	requireRoot(b)
 	secs := 30
@@ -115,25 +117,45 @@ func BenchmarkProcMetrics(b *testing.B) {
 		}
 		kids = append(kids, c)
 	}
-	cfg := writeConfig(b, testConfig{
-		Policies: `
+	sources := []string{"auto"}
+	if v := os.Getenv("CONTPROF_BENCH_PROCESS_SOURCES"); v != "" {
+		sources = strings.Split(v, ",")
+	}
+	type arm struct{ name, path, cfg string }
+	var arms []arm
+	for _, bin := range benchBinaries(b) {
+		for _, src := range sources {
+			a := arm{name: bin.name, path: bin.path}
+			if len(sources) > 1 {
+				a.name += "-" + src
+			}
+			receiver := "process_source: " + src
+			if src == "auto" {
+				receiver = "" // the default, also for a baseline build that predates the setting
+			}
+			a.cfg = writeConfig(b, testConfig{
+				Policies: `
 - name: never
   selector: { process.executable.name: contprof-none }
   target: on_cpu
   items:
     - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`,
-		APIPort: freePort(b),
-	}.yaml())
-	bins := benchBinaries(b)
+				Receiver: receiver,
+				APIPort:  freePort(b),
+			}.yaml())
+			arms = append(arms, a)
+		}
+	}
 	cpu := map[string][]float64{}
 	rss := map[string][]float64{}
 	for range b.N {
 		for r := range benchRounds() {
-			for _, bin := range bins {
-				if r%2 == 1 { // alternate which build goes first
-					bin = bins[len(bins)-1-slices.Index(bins, bin)]
+			for i := range arms {
+				bin := arms[i]
+				if r%2 == 1 { // alternate which arm goes first
+					bin = arms[len(arms)-1-i]
 				}
-				c := startCollectorBinary(b, bin.path, nil, cfg)
+				c := startCollectorBinary(b, bin.path, nil, bin.cfg)
 				c.waitFor("Everything is ready", time.Minute)
 				time.Sleep(5 * time.Second) // identities known, heap settled
 				pid := c.cmd.Process.Pid
@@ -156,10 +178,13 @@ func BenchmarkProcMetrics(b *testing.B) {
 			}
 		}
 	}
-	for _, bin := range bins {
+	for _, bin := range arms {
 		suffix := ""
 		if bin.name != "new" {
-			suffix = "-" + bin.name
+			suffix = strings.TrimPrefix(bin.name, "new")
+			if !strings.HasPrefix(suffix, "-") {
+				suffix = "-" + suffix
+			}
 		}
 		b.ReportMetric(median(cpu[bin.name]), "cpu-us/proc/scrape"+suffix)
 		b.ReportMetric(median(rss[bin.name]), "rss-MB"+suffix)
