@@ -206,3 +206,40 @@ func TestStoreBytesBounded(t *testing.T) {
 		t.Fatalf("idle processes: %d bytes of values, want at most 16 per process", total)
 	}
 }
+
+// BenchmarkHistoryBytes is what the history holds after a full span of a
+// host like the e2e one: 700 processes, CPU and thread count every
+// second; 80 % idle (constant), 15 % waking every 30 s, 5 % busy (a new
+// value every second). The plain rings held 2 x 3,600 bytes per process
+// whatever the values (5 MB for these 700).
+func BenchmarkHistoryBytes(b *testing.B) {
+	const procs = 700
+	for range b.N {
+		s := New(DefaultSpan, DefaultMaxProcesses)
+		ps := make([]*Proc, procs)
+		for i := range ps {
+			ps[i] = s.Track(time.Duration(i).String(), "h", nil)
+		}
+		for sec := int64(1); sec <= 2*s.n; sec++ {
+			for i, p := range ps {
+				cpu, threads := 0.0, 4.0
+				switch {
+				case i%20 == 0: // busy
+					cpu, threads = float64(sec*7%97), float64(8+sec%3)
+				case i%20 < 4: // wakes every 30 s
+					if sec%30 == 0 {
+						cpu = 1
+					}
+				}
+				s.SetScalar(p, policy.MonitorProcessCPU, sec, cpu)
+				s.SetScalar(p, policy.MonitorProcessThreadCount, sec, threads)
+			}
+		}
+		total := 0
+		for _, p := range ps {
+			total += p.cpu.bytes() + p.threads.bytes()
+		}
+		b.ReportMetric(float64(total)/procs, "value-bytes/proc")
+		b.ReportMetric(float64(total)/(1<<20), "value-MB")
+	}
+}
