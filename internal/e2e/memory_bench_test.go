@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,7 +92,8 @@ func startIdleProcesses(b *testing.B, n int) {
 // the debug exporter. Idle: the peak over CONTPROF_BENCH_SECONDS (default
 // 30) after a warm-up. Tasks: then 4 on_cpu tasks through the API on a C,
 // a Go, a Python and a shell busy loop (at nice 19, so that they take only
-// spare CPU on a shared machine), peak over the same time. rss-MB is
+// spare CPU on a shared machine), peak over the same time. After: the
+// tasks cancelled, idle again, peak over the same time. rss-MB is
 // VmRSS, anon-MB and file-MB its RssAnon and RssFile at that peak (the
 // file part is the binary's pages, which the kernel's fault-around maps
 // in larger pieces than the collector touches).
@@ -152,9 +154,10 @@ func BenchmarkMemory(b *testing.B) {
 				ws = append(ws, workload.StartCmd(b, exec.Command(py, script)))
 				ws = append(ws, workload.StartCmd(b, exec.Command(sh, "-c", "echo ready=0x1; while :; do :; done")))
 				api := apiURL(port)
+				var ids []string
 				for _, w := range ws {
 					_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), 19)
-					postTask(b, api, fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"%ds"}`, w.PID(), secs+60))
+					ids = append(ids, postTask(b, api, fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"%ds"}`, w.PID(), secs+60)))
 				}
 				waitUntil(b, time.Minute, "4 running tasks", func() bool {
 					n := 0
@@ -166,9 +169,27 @@ func BenchmarkMemory(b *testing.B) {
 					return n == len(ws)
 				})
 				add(bin.name, "tasks", peakMem(pid, secs))
+				// After: the tasks cancelled, the collector idle again.
+				for _, id := range ids {
+					resp, err := http.Post(api+"/api/v1/tasks/"+id+"/cancel", "application/json", nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					resp.Body.Close()
+				}
 				for _, w := range ws {
 					w.Stop()
 				}
+				waitUntil(b, time.Minute, "no running task", func() bool {
+					for _, x := range getTasks(b, api) {
+						if x.State == "running" || x.State == "pending" {
+							return false
+						}
+					}
+					return true
+				})
+				time.Sleep(10 * time.Second)
+				add(bin.name, "after", peakMem(pid, secs))
 				c.stop(10 * time.Second)
 			}
 		}
@@ -178,7 +199,7 @@ func BenchmarkMemory(b *testing.B) {
 		if bin.name != "new" {
 			suffix = "-" + bin.name
 		}
-		for _, fig := range []string{"idle-rss", "idle-anon", "idle-file", "tasks-rss", "tasks-anon", "tasks-file"} {
+		for _, fig := range []string{"idle-rss", "idle-anon", "idle-file", "tasks-rss", "tasks-anon", "tasks-file", "after-rss", "after-anon", "after-file"} {
 			b.ReportMetric(median(figs[bin.name][fig]), fig+"-MB"+suffix)
 			b.Logf("%s: %s MB %s", bin.name, fig, rounds(figs[bin.name][fig]))
 		}

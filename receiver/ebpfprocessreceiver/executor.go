@@ -55,6 +55,9 @@ type executor struct {
 	mu      sync.Mutex
 	stopped bool
 	wg      sync.WaitGroup
+	// active counts the tasks starting or running; when it drops to
+	// zero the symbolizer lets its tables go (see taskDone).
+	active int
 }
 
 // startExecutor registers the receiver as the executor of profiling tasks.
@@ -87,6 +90,20 @@ func startExecutor(ctx context.Context, r *ebpfReceiver, host component.Host, re
 	}, nil
 }
 
+// taskDone ends a task's share of the executor. The last one out drops the
+// symbolizer's tables (kernel symbols, ELF symbol tables, process maps):
+// several MB that an idle collector would otherwise keep from its last
+// task on. A task starting meanwhile reads what it needs again.
+func (e *executor) taskDone() {
+	e.mu.Lock()
+	e.active--
+	idle := e.active == 0
+	e.mu.Unlock()
+	if idle {
+		e.sym.Release()
+	}
+}
+
 // Targets lists what this receiver can profile: on/off-CPU need a
 // profiles pipeline, network a metrics or logs pipeline for its output.
 func (e *executor) Targets() []policy.Target {
@@ -113,8 +130,10 @@ func (e *executor) StartTask(ctx context.Context, t control.Task, sink dispatch.
 		return errors.New("the receiver is shutting down")
 	}
 	e.wg.Add(1)
+	e.active++
 	go func() {
 		defer e.wg.Done()
+		defer e.taskDone()
 		// The task's context also ends at Shutdown (the controller cancels
 		// it when the executor unregisters); stopCtx covers the gap.
 		runCtx, cancel := context.WithCancel(ctx)

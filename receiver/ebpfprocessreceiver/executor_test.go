@@ -13,6 +13,7 @@ import (
 	"github.com/contprof/contprof/internal/control"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/output/profiles"
+	"github.com/contprof/contprof/internal/profiler/symbolize"
 )
 
 // recordingSink records what the executor reports.
@@ -32,7 +33,7 @@ func bareExecutor(t *testing.T) *executor {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &ebpfReceiver{cfg: createDefaultConfig().(*Config), logger: zap.NewNop(), profiles: consumertest.NewNop()}
-	return &executor{r: r, stopCtx: ctx, starting: make(chan struct{}, maxParallelStarts)}
+	return &executor{r: r, stopCtx: ctx, starting: make(chan struct{}, maxParallelStarts), sym: symbolize.New(symbolize.Options{})}
 }
 
 // StartTask returns at once; a start waits for one of the bounded start

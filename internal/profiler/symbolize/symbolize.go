@@ -187,6 +187,21 @@ func (s *Symbolizer) Preload(pid int) error {
 	return nil
 }
 
+// Release drops every cached table (the kernel's, the files', the
+// processes' maps) so that a collector with no task running holds none of
+// them: together they are the largest part of its heap while tasks run,
+// and a busy hour would otherwise keep them for good. The next Stack or
+// Preload reads what it needs again. Namers stay (their owners unset
+// them).
+func (s *Symbolizer) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// New maps: clear would keep their buckets.
+	s.files, s.byBuildID, s.procs = map[fileID]*fileEntry{}, map[string]*fileEntry{}, map[int]*process{}
+	s.fileBytes = 0
+	s.kernel, s.kernelErr, s.kernelLoaded = nil, nil, time.Time{}
+}
+
 // Forget drops the state kept for pid (its maps and perf map); cached files
 // stay for other processes.
 func (s *Symbolizer) Forget(pid int) {

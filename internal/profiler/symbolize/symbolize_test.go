@@ -396,6 +396,26 @@ func TestFileCache(t *testing.T) {
 	}
 }
 
+// TestRelease: with no task running the symbolizer holds no table, and
+// symbolizes again (reading what it needs) afterwards.
+func TestRelease(t *testing.T) {
+	bin := workload.BuildC(t, "hotcpu.c")
+	a := workload.Start(t, bin)
+	s := New(Options{})
+	if fr := leaf(t, s, a.PID(), a.Addrs["hot_a"]); fr.Function != "hot_a" {
+		t.Fatalf("before release: %q", fr.Function)
+	}
+	_ = s.KernelError() // loads the kernel table where it is readable
+	s.Release()
+	if len(s.files) != 0 || len(s.byBuildID) != 0 || len(s.procs) != 0 || s.fileBytes != 0 || s.kernel != nil {
+		t.Fatalf("after release: %d files, %d build ids, %d processes, %d file bytes, kernel table %v",
+			len(s.files), len(s.byBuildID), len(s.procs), s.fileBytes, s.kernel != nil)
+	}
+	if fr := leaf(t, s, a.PID(), a.Addrs["hot_a"]); fr.Function != "hot_a" {
+		t.Fatalf("after release: %q", fr.Function)
+	}
+}
+
 // TestFileCacheByteBudget: the cached symbol tables stay within
 // MaxFileBytes, least recently used first; a file larger than the budget
 // alone still symbolizes the stack that needs it.
