@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,15 @@ func benchRounds() int {
 		return n
 	}
 	return 3
+}
+
+// benchSeconds is CONTPROF_BENCH_SECONDS (default 30), how long a figure
+// is measured.
+func benchSeconds() int {
+	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
+		return n
+	}
+	return 30
 }
 
 // benchBinaries lists the builds to compare: this one ("new") and the
@@ -61,6 +69,67 @@ func rounds(xs []float64) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// eachRound calls run for each of n builds (or arms) once per round, for
+// CONTPROF_BENCH_ROUNDS rounds b.N times, alternating which goes first.
+func eachRound(b *testing.B, n int, run func(i int)) {
+	for range b.N {
+		for r := range benchRounds() {
+			for i := range n {
+				if r%2 == 1 {
+					i = n - 1 - i
+				}
+				run(i)
+			}
+		}
+	}
+}
+
+// benchSuffix is the metric suffix of a build or arm: none for "new",
+// "-base" for the baseline, "-bpf" for "new-bpf".
+func benchSuffix(name string) string {
+	if name == "new" {
+		return ""
+	}
+	suffix := strings.TrimPrefix(name, "new")
+	if !strings.HasPrefix(suffix, "-") {
+		suffix = "-" + suffix
+	}
+	return suffix
+}
+
+// benchFigures holds every round's figures: figures[build][name].
+type benchFigures map[string]map[string][]float64
+
+func (f benchFigures) add(build, name string, v float64) {
+	if f[build] == nil {
+		f[build] = map[string][]float64{}
+	}
+	f[build][name] = append(f[build][name], v)
+}
+
+// report gives each build's median of each figure as a metric (name, unit
+// and the build's suffix) and logs every round, one line per build (a
+// benchmark's log is cut after ten lines).
+func (f benchFigures) report(b *testing.B, bins []struct{ name, path string }, names []string, unit string) {
+	for _, bin := range bins {
+		var all []string
+		for _, name := range names {
+			b.ReportMetric(median(f[bin.name][name]), name+"-"+unit+benchSuffix(bin.name))
+			all = append(all, name+" "+rounds(f[bin.name][name]))
+		}
+		b.Logf("%s (%s, every round): %s", bin.name, unit, strings.Join(all, "; "))
+	}
+}
+
+// neverPolicy selects no process: the collector scrapes and judges, and
+// no task starts.
+const neverPolicy = `
+- name: never
+  selector: { process.executable.name: contprof-none }
+  target: on_cpu
+  items:
+    - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`
 
 // procCPU is the user+system CPU time of a process.
 func procCPU(pid int) (time.Duration, error) {
@@ -99,24 +168,8 @@ func countProcs() int {
 // each receiver process_source in turn (default: auto only).
 func BenchmarkProcMetrics(b *testing.B) {
 	requireRoot(b)
-	secs := 30
-	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
-		secs = n
-	}
-	var kids []*exec.Cmd
-	b.Cleanup(func() {
-		for _, c := range kids {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
-	for range 500 {
-		c := exec.Command("sleep", "100000")
-		if err := c.Start(); err != nil {
-			b.Fatal(err)
-		}
-		kids = append(kids, c)
-	}
+	secs := benchSeconds()
+	startIdleProcesses(b, 500)
 	sources := []string{"auto"}
 	if v := os.Getenv("CONTPROF_BENCH_PROCESS_SOURCES"); v != "" {
 		sources = strings.Split(v, ",")
@@ -134,12 +187,7 @@ func BenchmarkProcMetrics(b *testing.B) {
 				receiver = "" // the default, also for a baseline build that predates the setting
 			}
 			a.cfg = writeConfig(b, testConfig{
-				Policies: `
-- name: never
-  selector: { process.executable.name: contprof-none }
-  target: on_cpu
-  items:
-    - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`,
+				Policies: neverPolicy,
 				Receiver: receiver,
 				APIPort:  freePort(b),
 			}.yaml())
@@ -148,44 +196,31 @@ func BenchmarkProcMetrics(b *testing.B) {
 	}
 	cpu := map[string][]float64{}
 	rss := map[string][]float64{}
-	for range b.N {
-		for r := range benchRounds() {
-			for i := range arms {
-				bin := arms[i]
-				if r%2 == 1 { // alternate which arm goes first
-					bin = arms[len(arms)-1-i]
-				}
-				c := startCollectorBinary(b, bin.path, nil, bin.cfg)
-				c.waitFor("Everything is ready", time.Minute)
-				time.Sleep(5 * time.Second) // identities known, heap settled
-				pid := c.cmd.Process.Pid
-				c0, _ := procCPU(pid)
-				t0 := time.Now()
-				procs := 0
-				for range secs {
-					time.Sleep(time.Second)
-					procs += countProcs()
-				}
-				c1, err := procCPU(pid)
-				if err != nil {
-					b.Fatalf("%s collector: %v", bin.name, err)
-				}
-				elapsed := time.Since(t0)
-				perScrape := float64(procs) / float64(secs) * elapsed.Seconds() // process-scrapes
-				cpu[bin.name] = append(cpu[bin.name], float64((c1-c0).Microseconds())/perScrape)
-				rss[bin.name] = append(rss[bin.name], float64(procRSS(pid))/(1<<20))
-				c.stop(10 * time.Second)
-			}
+	eachRound(b, len(arms), func(i int) {
+		bin := arms[i]
+		c := startCollectorBinary(b, bin.path, nil, bin.cfg)
+		c.waitFor("Everything is ready", time.Minute)
+		time.Sleep(5 * time.Second) // identities known, heap settled
+		pid := c.cmd.Process.Pid
+		c0, _ := procCPU(pid)
+		t0 := time.Now()
+		procs := 0
+		for range secs {
+			time.Sleep(time.Second)
+			procs += countProcs()
 		}
-	}
+		c1, err := procCPU(pid)
+		if err != nil {
+			b.Fatalf("%s collector: %v", bin.name, err)
+		}
+		elapsed := time.Since(t0)
+		perScrape := float64(procs) / float64(secs) * elapsed.Seconds() // process-scrapes
+		cpu[bin.name] = append(cpu[bin.name], float64((c1-c0).Microseconds())/perScrape)
+		rss[bin.name] = append(rss[bin.name], float64(procRSS(pid))/(1<<20))
+		c.stop(10 * time.Second)
+	})
 	for _, bin := range arms {
-		suffix := ""
-		if bin.name != "new" {
-			suffix = strings.TrimPrefix(bin.name, "new")
-			if !strings.HasPrefix(suffix, "-") {
-				suffix = "-" + suffix
-			}
-		}
+		suffix := benchSuffix(bin.name)
 		b.ReportMetric(median(cpu[bin.name]), "cpu-us/proc/scrape"+suffix)
 		b.ReportMetric(median(rss[bin.name]), "rss-MB"+suffix)
 		b.Logf("%s: cpu-us/proc/scrape %s; rss-MB %s", bin.name, rounds(cpu[bin.name]), rounds(rss[bin.name]))
@@ -211,60 +246,40 @@ func BenchmarkTriggerLatency(b *testing.B) {
 		sink.nonconforming = nil
 		sink.mu.Unlock()
 	})
-	figs := map[string]map[string][]float64{}
-	add := func(bin, fig string, d time.Duration) {
-		if figs[bin] == nil {
-			figs[bin] = map[string][]float64{}
-		}
-		figs[bin][fig] = append(figs[bin][fig], d.Seconds()*1000)
-	}
-	for range b.N {
-		for r := range benchRounds() {
-			for _, cb := range bins {
-				if r%2 == 1 {
-					cb = bins[len(bins)-1-slices.Index(bins, cb)]
-				}
-				port := freePort(b)
-				cfg := writeConfig(b, testConfig{
-					Policies: `
+	figs := benchFigures{}
+	add := func(bin, fig string, d time.Duration) { figs.add(bin, fig, d.Seconds()*1000) }
+	eachRound(b, len(bins), func(i int) {
+		cb := bins[i]
+		port := freePort(b)
+		cfg := writeConfig(b, testConfig{
+			Policies: `
 - name: lat
   selector: { process.executable.name: contprof-lat }
   target: on_cpu
   duration: 3s
   items:
     - { monitor: process_cpu, threshold: 3, period: 3, count: 2 }`,
-					APIPort:  port,
-					Receiver: "include: { executables: [contprof-lat] }",
-					OTLP:     sink.addr,
-					Signals:  []string{"profiles"},
-				}.yaml())
-				c := startCollectorBinary(b, cb.path, nil, cfg)
-				c.waitFor("Everything is ready", time.Minute)
-				w := startBusy(b, bin, "contprof-lat")
-				task := waitTask(b, apiURL(port), time.Minute, func(x apiTask) bool {
-					return len(x.Processes) == 1 && x.Processes[0].PID == w.PID() && !x.Started.IsZero()
-				})
-				at := task.Causes[0].At
-				point := pointTime(b, sink, w.PID(), at)
-				add(cb.name, "point-to-created", task.Created.Sub(point))
-				add(cb.name, "point-to-started", task.Started.Sub(point))
-				add(cb.name, "second-end-to-created", task.Created.Sub(at))
-				add(cb.name, "second-end-to-started", task.Started.Sub(at))
-				w.Stop()
-				c.stop(10 * time.Second)
-			}
-		}
-	}
-	for _, cb := range bins {
-		suffix := ""
-		if cb.name != "new" {
-			suffix = "-" + cb.name
-		}
-		for _, fig := range []string{"point-to-created", "point-to-started", "second-end-to-created", "second-end-to-started"} {
-			b.ReportMetric(median(figs[cb.name][fig]), fig+"-ms"+suffix)
-			b.Logf("%s: %s ms %s", cb.name, fig, rounds(figs[cb.name][fig]))
-		}
-	}
+			APIPort:  port,
+			Receiver: "include: { executables: [contprof-lat] }",
+			OTLP:     sink.addr,
+			Signals:  []string{"profiles"},
+		}.yaml())
+		c := startCollectorBinary(b, cb.path, nil, cfg)
+		c.waitFor("Everything is ready", time.Minute)
+		w := startBusy(b, bin, "contprof-lat")
+		task := waitTask(b, apiURL(port), time.Minute, func(x apiTask) bool {
+			return len(x.Processes) == 1 && x.Processes[0].PID == w.PID() && !x.Started.IsZero()
+		})
+		at := task.Causes[0].At
+		point := pointTime(b, sink, w.PID(), at)
+		add(cb.name, "point-to-created", task.Created.Sub(point))
+		add(cb.name, "point-to-started", task.Started.Sub(point))
+		add(cb.name, "second-end-to-created", task.Created.Sub(at))
+		add(cb.name, "second-end-to-started", task.Started.Sub(at))
+		w.Stop()
+		c.stop(10 * time.Second)
+	})
+	figs.report(b, bins, []string{"point-to-created", "point-to-started", "second-end-to-created", "second-end-to-started"}, "ms")
 }
 
 // pointTime is the timestamp of pid's process.cpu.utilization point in the

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,13 +59,6 @@ func peakMem(pid, secs int) procMem {
 	return peak
 }
 
-func benchSeconds() int {
-	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
-		return n
-	}
-	return 30
-}
-
 // startIdleProcesses starts n sleep children, stopped at cleanup.
 func startIdleProcesses(b *testing.B, n int) {
 	var kids []*exec.Cmd
@@ -112,96 +104,70 @@ func BenchmarkMemory(b *testing.B) {
 	script := filepath.Join(workload.Dir(b), "python", "cpu_shares.py")
 	sh, _ := exec.LookPath("sh")
 	bins := benchBinaries(b)
-	figs := map[string]map[string][]float64{}
+	figs := benchFigures{}
 	add := func(bin, fig string, m procMem) {
-		if figs[bin] == nil {
-			figs[bin] = map[string][]float64{}
-		}
-		for _, x := range []struct {
-			what string
-			v    int64
-		}{{"rss", m.rss}, {"anon", m.anon}, {"file", m.file}} {
-			figs[bin][fig+"-"+x.what] = append(figs[bin][fig+"-"+x.what], float64(x.v)/(1<<20))
-		}
+		figs.add(bin, fig+"-rss", float64(m.rss)/(1<<20))
+		figs.add(bin, fig+"-anon", float64(m.anon)/(1<<20))
+		figs.add(bin, fig+"-file", float64(m.file)/(1<<20))
 	}
-	for range b.N {
-		for r := range benchRounds() {
-			for _, bin := range bins {
-				if r%2 == 1 { // alternate which build goes first
-					bin = bins[len(bins)-1-slices.Index(bins, bin)]
-				}
-				port := freePort(b)
-				cfg := writeConfig(b, testConfig{
-					Policies: `
-- name: never
-  selector: { process.executable.name: contprof-none }
-  target: on_cpu
-  items:
-    - { monitor: process_cpu, threshold: 100, period: 10, count: 10 }`,
-					APIPort: port,
-					Signals: []string{"profiles"},
-				}.yaml())
-				c := startCollectorBinary(b, bin.path, nil, cfg)
-				c.waitFor("Everything is ready", time.Minute)
-				time.Sleep(10 * time.Second) // identities known, heap settled
-				pid := c.cmd.Process.Pid
-				add(bin.name, "idle", peakMem(pid, secs))
+	eachRound(b, len(bins), func(i int) {
+		bin := bins[i]
+		port := freePort(b)
+		cfg := writeConfig(b, testConfig{
+			Policies: neverPolicy,
+			APIPort:  port,
+			Signals:  []string{"profiles"},
+		}.yaml())
+		c := startCollectorBinary(b, bin.path, nil, cfg)
+		c.waitFor("Everything is ready", time.Minute)
+		time.Sleep(10 * time.Second) // identities known, heap settled
+		pid := c.cmd.Process.Pid
+		add(bin.name, "idle", peakMem(pid, secs))
 
-				var ws []*workload.Process
-				for _, x := range busy {
-					ws = append(ws, workload.Start(b, copyAs(b, x.path, x.name)))
+		var ws []*workload.Process
+		for _, x := range busy {
+			ws = append(ws, workload.Start(b, copyAs(b, x.path, x.name)))
+		}
+		ws = append(ws, workload.StartCmd(b, exec.Command(py, script)))
+		ws = append(ws, workload.StartCmd(b, exec.Command(sh, "-c", "echo ready=0x1; while :; do :; done")))
+		api := apiURL(port)
+		var ids []string
+		for _, w := range ws {
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), 19)
+			ids = append(ids, postTask(b, api, fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"%ds"}`, w.PID(), secs+60)))
+		}
+		waitUntil(b, time.Minute, "4 running tasks", func() bool {
+			n := 0
+			for _, x := range getTasks(b, api) {
+				if x.State == "running" {
+					n++
 				}
-				ws = append(ws, workload.StartCmd(b, exec.Command(py, script)))
-				ws = append(ws, workload.StartCmd(b, exec.Command(sh, "-c", "echo ready=0x1; while :; do :; done")))
-				api := apiURL(port)
-				var ids []string
-				for _, w := range ws {
-					_ = syscall.Setpriority(syscall.PRIO_PROCESS, w.PID(), 19)
-					ids = append(ids, postTask(b, api, fmt.Sprintf(`{"target":"on_cpu","pid":%d,"duration":"%ds"}`, w.PID(), secs+60)))
-				}
-				waitUntil(b, time.Minute, "4 running tasks", func() bool {
-					n := 0
-					for _, x := range getTasks(b, api) {
-						if x.State == "running" {
-							n++
-						}
-					}
-					return n == len(ws)
-				})
-				add(bin.name, "tasks", peakMem(pid, secs))
-				// After: the tasks cancelled, the collector idle again.
-				for _, id := range ids {
-					resp, err := http.Post(api+"/api/v1/tasks/"+id+"/cancel", "application/json", nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					resp.Body.Close()
-				}
-				for _, w := range ws {
-					w.Stop()
-				}
-				waitUntil(b, time.Minute, "no running task", func() bool {
-					for _, x := range getTasks(b, api) {
-						if x.State == "running" || x.State == "pending" {
-							return false
-						}
-					}
-					return true
-				})
-				time.Sleep(10 * time.Second)
-				add(bin.name, "after", peakMem(pid, secs))
-				c.stop(10 * time.Second)
 			}
+			return n == len(ws)
+		})
+		add(bin.name, "tasks", peakMem(pid, secs))
+		// After: the tasks cancelled, the collector idle again.
+		for _, id := range ids {
+			resp, err := http.Post(api+"/api/v1/tasks/"+id+"/cancel", "application/json", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
 		}
-	}
-	for _, bin := range bins {
-		suffix := ""
-		if bin.name != "new" {
-			suffix = "-" + bin.name
+		for _, w := range ws {
+			w.Stop()
 		}
-		for _, fig := range []string{"idle-rss", "idle-anon", "idle-file", "tasks-rss", "tasks-anon", "tasks-file", "after-rss", "after-anon", "after-file"} {
-			b.ReportMetric(median(figs[bin.name][fig]), fig+"-MB"+suffix)
-			b.Logf("%s: %s MB %s", bin.name, fig, rounds(figs[bin.name][fig]))
-		}
-	}
+		waitUntil(b, time.Minute, "no running task", func() bool {
+			for _, x := range getTasks(b, api) {
+				if x.State == "running" || x.State == "pending" {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(10 * time.Second)
+		add(bin.name, "after", peakMem(pid, secs))
+		c.stop(10 * time.Second)
+	})
+	figs.report(b, bins, []string{"idle-rss", "idle-anon", "idle-file", "tasks-rss", "tasks-anon", "tasks-file", "after-rss", "after-anon", "after-file"}, "MB")
 }
