@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/contprof/contprof/internal/testhelper/benchenv"
 	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
@@ -21,21 +22,11 @@ import (
 // CONTPROF_BENCH_BASELINE names another otelcol-contprof binary, alternates
 // it with this build round by round: both see the same load.
 
-func benchRounds() int {
-	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_ROUNDS")); err == nil && n > 0 {
-		return n
-	}
-	return 3
-}
+func benchRounds(b *testing.B) int { return benchenv.Int(b, "CONTPROF_BENCH_ROUNDS", 3) }
 
 // benchSeconds is CONTPROF_BENCH_SECONDS (default 30), how long a figure
 // is measured.
-func benchSeconds() int {
-	if n, err := strconv.Atoi(os.Getenv("CONTPROF_BENCH_SECONDS")); err == nil && n > 0 {
-		return n
-	}
-	return 30
-}
+func benchSeconds(b *testing.B) int { return benchenv.Int(b, "CONTPROF_BENCH_SECONDS", 30) }
 
 // benchBinaries lists the builds to compare: this one ("new") and the
 // baseline ("base") when set.
@@ -48,15 +39,6 @@ func benchBinaries(b *testing.B) []struct{ name, path string } {
 		bins = append(bins, struct{ name, path string }{"base", base})
 	}
 	return bins
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
 
 // rounds lists every round's figure, sorted: the spread to report.
@@ -74,7 +56,7 @@ func rounds(xs []float64) string {
 // CONTPROF_BENCH_ROUNDS rounds b.N times, alternating which goes first.
 func eachRound(b *testing.B, n int, run func(i int)) {
 	for range b.N {
-		for r := range benchRounds() {
+		for r := range benchRounds(b) {
 			for i := range n {
 				if r%2 == 1 {
 					i = n - 1 - i
@@ -115,7 +97,7 @@ func (f benchFigures) report(b *testing.B, bins []struct{ name, path string }, n
 	for _, bin := range bins {
 		var all []string
 		for _, name := range names {
-			b.ReportMetric(median(f[bin.name][name]), name+"-"+unit+benchSuffix(bin.name))
+			b.ReportMetric(benchenv.Median(f[bin.name][name]), name+"-"+unit+benchSuffix(bin.name))
 			all = append(all, name+" "+rounds(f[bin.name][name]))
 		}
 		b.Logf("%s (%s, every round): %s", bin.name, unit, strings.Join(all, "; "))
@@ -168,7 +150,7 @@ func countProcs() int {
 // each receiver process_source in turn (default: auto only).
 func BenchmarkProcMetrics(b *testing.B) {
 	requireRoot(b)
-	secs := benchSeconds()
+	secs := benchSeconds(b)
 	startIdleProcesses(b, 500)
 	sources := []string{"auto"}
 	if v := os.Getenv("CONTPROF_BENCH_PROCESS_SOURCES"); v != "" {
@@ -221,8 +203,8 @@ func BenchmarkProcMetrics(b *testing.B) {
 	})
 	for _, bin := range arms {
 		suffix := benchSuffix(bin.name)
-		b.ReportMetric(median(cpu[bin.name]), "cpu-us/proc/scrape"+suffix)
-		b.ReportMetric(median(rss[bin.name]), "rss-MB"+suffix)
+		b.ReportMetric(benchenv.Median(cpu[bin.name]), "cpu-us/proc/scrape"+suffix)
+		b.ReportMetric(benchenv.Median(rss[bin.name]), "rss-MB"+suffix)
 		b.Logf("%s: cpu-us/proc/scrape %s; rss-MB %s", bin.name, rounds(cpu[bin.name]), rounds(rss[bin.name]))
 	}
 }

@@ -91,7 +91,7 @@ func startIdleProcesses(b *testing.B, n int) {
 // in larger pieces than the collector touches).
 func BenchmarkMemory(b *testing.B) {
 	requireRoot(b)
-	secs := benchSeconds()
+	secs := benchSeconds(b)
 	startIdleProcesses(b, 500)
 	busy := []struct{ name, path string }{
 		{"contprof-memc", workload.BuildC(b, "hotcpu.c")},
