@@ -2,6 +2,8 @@ package history
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -61,6 +63,7 @@ func (s *Store) DryRun(policies []policy.Policy, now time.Time, lookback time.Du
 	start := end - span + 1
 	keys := s.Keys()
 	out := make([]PolicyRun, 0, len(policies))
+	scratch := map[policy.Monitor][]float64{}
 	for i := range policies {
 		pol := &policies[i]
 		run := PolicyRun{Policy: pol.Name, Fired: []Firing{}}
@@ -82,7 +85,7 @@ func (s *Store) DryRun(policies []policy.Policy, now time.Time, lookback time.Du
 				continue
 			}
 			run.Evaluated++
-			f := s.replay(p, pol, items, start, end, silence)
+			f := s.replay(p, pol, items, start, end, silence, scratch)
 			if f.Seconds > 0 {
 				run.Fired = append(run.Fired, f)
 			}
@@ -93,16 +96,41 @@ func (s *Store) DryRun(policies []policy.Policy, now time.Time, lookback time.Du
 	return out
 }
 
-func (s *Store) replay(p *Proc, pol *policy.Policy, items []int, start, end, silence int64) Firing {
+// replay decodes each monitor the items read once (a series lookup is a
+// search among its change points), then slides the items' periods over
+// the decoded seconds. scratch holds the decoded values between calls.
+func (s *Store) replay(p *Proc, pol *policy.Policy, items []int, start, end, silence int64, scratch map[policy.Monitor][]float64) Firing {
 	f := Firing{Process: p.Key, Attrs: p.Attrs}
+	lo := start
+	for _, j := range items {
+		lo = min(lo, max(start-int64(pol.Items[j].Period)+1, 1))
+	}
+	decoded := map[policy.Monitor]bool{}
+	for _, j := range items {
+		m := pol.Items[j].Monitor
+		if decoded[m] {
+			continue
+		}
+		decoded[m] = true
+		vals := slices.Grow(scratch[m][:0], int(end-lo+1))
+		for x := lo; x <= end; x++ {
+			v, ok := s.value(p, m, x)
+			if !ok {
+				v = math.NaN() // never reaches a threshold
+			}
+			vals = append(vals, v)
+		}
+		scratch[m] = vals
+	}
 	next := int64(0) // first second a new trigger may start
 	for sec := start; sec <= end; sec++ {
 		var met []DryCause
 		for _, j := range items {
 			it := &pol.Items[j]
+			series := scratch[it.Monitor]
 			var vals []float64
 			for x := max(sec-int64(it.Period)+1, 1); x <= sec; x++ {
-				if v, ok := s.value(p, it.Monitor, x); ok && v >= it.Threshold {
+				if v := series[x-lo]; v >= it.Threshold {
 					vals = append(vals, v)
 				}
 			}
