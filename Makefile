@@ -109,13 +109,8 @@ FUZZ_TARGETS := ./internal/control/policy:FuzzParse ./internal/control/policy:Fu
 	./internal/profiler/symbolize:FuzzKallsyms ./internal/profiler/symbolize:FuzzProcMaps \
 	./internal/output/profiles:FuzzConvert
 
-# -fuzzminimizetime bounds the minimization of a new input: on ELF files
-# (tens of KB) the default minute would eat the whole budget.
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
-	done
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 bench: setup-test $(COLLECTOR)
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
