@@ -15,11 +15,11 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// Run reads rd until it is closed. handle gets each record's bytes (valid
+// run reads rd until it is closed. handle gets each record's bytes (valid
 // only during the call); the reader wakes every poll to see records the
-// kernel did not signal; after a Flush of rd has been read through, Run
+// kernel did not signal; after a Flush of rd has been read through, run
 // sends on flushed without blocking.
-func Run(rd *ringbuf.Reader, poll time.Duration, flushed chan<- struct{}, handle func(raw []byte)) {
+func run(rd *ringbuf.Reader, poll time.Duration, flushed chan<- struct{}, handle func(raw []byte)) {
 	var rec ringbuf.Record
 	rd.SetDeadline(time.Now().Add(poll))
 	for {
@@ -40,7 +40,7 @@ func Run(rd *ringbuf.Reader, poll time.Duration, flushed chan<- struct{}, handle
 	}
 }
 
-// Reader runs Run on a goroutine of its own until Close, and lets callers
+// Reader runs run on a goroutine of its own until Close, and lets callers
 // wait until every record sent before their call has been handled.
 type Reader struct {
 	rd      *ringbuf.Reader
@@ -59,7 +59,7 @@ func Start(m *ebpf.Map, poll time.Duration, handle func(raw []byte)) (*Reader, e
 	r := &Reader{rd: rd, flushed: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		Run(rd, poll, r.flushed, handle)
+		run(rd, poll, r.flushed, handle)
 	}()
 	return r, nil
 }

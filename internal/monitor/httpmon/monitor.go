@@ -28,7 +28,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
@@ -134,13 +133,11 @@ type Monitor struct {
 	opts   Options
 	objs   *bpfhttpmon.Objects
 	links  []link.Link
-	rd     *ringbuf.Reader
+	rd     *ringread.Reader
 	attach string
 	notes  []string
-	done   chan struct{} // closed when the reader goroutine returns
 
-	drainMu sync.Mutex    // one Drain at a time
-	flushed chan struct{} // the reader has consumed everything up to a Flush
+	drainMu sync.Mutex // one Drain at a time
 
 	pidLimit uint32 // PIDs must be below this: the filter's size
 
@@ -179,8 +176,6 @@ func Open(opts Options) (_ *Monitor, err error) {
 		opts:     opts,
 		pidLimit: pidLimit,
 		words:    map[uint32]uint64{},
-		done:     make(chan struct{}),
-		flushed:  make(chan struct{}, 1),
 		pids:     map[uint32]struct{}{},
 		procs:    map[uint32]*procState{},
 	}
@@ -230,11 +225,10 @@ func Open(opts Options) (_ *Monitor, err error) {
 		return nil, privilegeHint(err)
 	}
 
-	m.rd, err = ringbuf.NewReader(m.objs.Events)
+	m.rd, err = ringread.Start(m.objs.Events, m.opts.PollInterval, m.handle)
 	if err != nil {
 		return nil, fmt.Errorf("http monitor: open ring buffer reader: %w", err)
 	}
-	go m.read()
 	return m, nil
 }
 
@@ -426,12 +420,6 @@ func (m *Monitor) setWord(idx uint32, w uint64) error {
 	return nil
 }
 
-// read consumes the ring buffer until Close.
-func (m *Monitor) read() {
-	defer close(m.done)
-	ringread.Run(m.rd, m.opts.PollInterval, m.flushed, m.handle)
-}
-
 func (m *Monitor) handle(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -469,17 +457,7 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 	if closed {
 		return nil
 	}
-	select { // a token left by a Flush that timed out
-	case <-m.flushed:
-	default:
-	}
-	if err := m.rd.Flush(); err == nil {
-		select {
-		case <-m.flushed:
-		case <-m.done:
-		case <-time.After(m.opts.PollInterval + time.Second):
-		}
-	}
+	m.rd.Sync(m.opts.PollInterval + time.Second)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -543,7 +521,6 @@ func (m *Monitor) release() error {
 	errs := []error{m.closeLinks()}
 	if m.rd != nil {
 		errs = append(errs, m.rd.Close())
-		<-m.done
 	}
 	if m.objs != nil {
 		errs = append(errs, m.objs.Close())
