@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
 	"github.com/contprof/contprof/internal/output/histogram"
 )
 
@@ -35,8 +36,8 @@ const (
 	offRole     = 26
 	offMethod   = 27
 	offPathLen  = 28
-	offPath     = 32
-	pathLen     = 128
+	offPath     = bpfhttpmon.EventHeadSize
+	pathLen     = bpfhttpmon.PathLen
 	roleServer  = 1
 	roleClient  = 2
 )
