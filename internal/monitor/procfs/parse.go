@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -250,6 +251,15 @@ func resourceAttrs(s string) (name, instance string) {
 		}
 	}
 	return name, instance
+}
+
+// OnlineCPUs lists /sys/devices/system/cpu/online ("0-3,8-11").
+func OnlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, err
+	}
+	return ParseCPUList(strings.TrimSpace(string(b)))
 }
 
 // ParseCPUList parses a kernel CPU list such as "0-3,5,7-8" (the format of

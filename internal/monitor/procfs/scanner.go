@@ -502,14 +502,9 @@ func (s *Scanner) Scan(now time.Time) (Snapshot, error) {
 			s.closeNew(fd)
 			continue
 		}
-		if p != nil && p.startTicks != st.startTicks {
-			s.closeFD(p) // PID reused: a new identity
-		}
 		p = s.identify(pid, p, &st, now)
 		if fd >= 0 {
-			if p.fd >= 0 {
-				s.closeFD(p)
-			}
+			s.closeFD(p)
 			p.fd = fd
 		}
 		out = s.appendSample(out, pid, p, &st, now)
@@ -532,6 +527,7 @@ func (st *statFields) gone() bool {
 // reparenting otherwise.
 func (s *Scanner) identify(pid int32, p *proc, st *statFields, now time.Time) *proc {
 	if p != nil && p.startTicks != st.startTicks {
+		s.closeFD(p) // PID reused: a new identity
 		p = nil
 	}
 	if p == nil {
@@ -804,11 +800,8 @@ func (s *Scanner) cpus(p *proc, now time.Time) float64 {
 // onlineCPUs counts /sys/devices/system/cpu/online ("0-3,8-11"), the
 // fallback when a process's affinity cannot be read.
 func onlineCPUs() float64 {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
-	if err == nil {
-		if n := countCPUList(strings.TrimSpace(string(b))); n > 0 {
-			return float64(n)
-		}
+	if cpus, err := OnlineCPUs(); err == nil && len(cpus) > 0 {
+		return float64(len(cpus))
 	}
 	return float64(runtime.NumCPU())
 }

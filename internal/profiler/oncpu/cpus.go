@@ -4,19 +4,17 @@ package oncpu
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/contprof/contprof/internal/monitor/procfs"
 )
 
 // onlineCPUs lists the CPUs a perf event is opened on.
 func onlineCPUs() ([]int, error) {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	cpus, err := procfs.OnlineCPUs()
 	if err != nil {
 		return nil, fmt.Errorf("on_cpu: list online CPUs: %w", err)
 	}
-	return parseCPUList(strings.TrimSpace(string(b)))
+	return cpus, nil
 }
 
 // parseCPUList parses "0-3,5,7-8".
