@@ -16,12 +16,14 @@
 package lookback
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/contprof/contprof/internal/control"
+	"github.com/contprof/contprof/internal/periodic"
 	"github.com/contprof/contprof/internal/profiler/offcpu"
 	"github.com/contprof/contprof/internal/profiler/oncpu"
 	"github.com/contprof/contprof/internal/profiler/stackprof"
@@ -189,7 +191,7 @@ type Recorder struct {
 	failed map[key]Selected
 	closed bool
 
-	stop chan struct{}
+	stop context.CancelFunc // ends the fill loop
 	done chan struct{}
 }
 
@@ -238,29 +240,22 @@ func New(opts Options) (*Recorder, error) {
 		return nil, fmt.Errorf("lookback: %w", err)
 	}
 	r := &Recorder{opts: opts, mgr: mgr, off: off, procs: map[key]*ring{}, failed: map[key]Selected{},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go r.loop()
+		done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	go func() {
+		defer close(r.done)
+		periodic.Run(ctx, r.opts.Bucket, func(now time.Time) {
+			r.mu.Lock()
+			r.fillLocked(now)
+			r.mu.Unlock()
+		})
+	}()
 	return r, nil
 }
 
 // Frequency is the sampling frequency in Hz.
 func (r *Recorder) Frequency() int { return r.opts.Frequency }
-
-func (r *Recorder) loop() {
-	defer close(r.done)
-	t := time.NewTicker(r.opts.Bucket)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case now := <-t.C:
-			r.mu.Lock()
-			r.fillLocked(now)
-			r.mu.Unlock()
-		}
-	}
-}
 
 // Sync makes the recorded processes those of sel: new ones are added to
 // the sampler's filter, those no longer selected leave it (and their
@@ -524,7 +519,7 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.stop)
+	r.stop()
 	for k, rg := range r.procs {
 		r.dropLocked(k, rg)
 	}
