@@ -72,6 +72,7 @@ func readMaps(path string) ([]mapLine, error) {
 	defer f.Close()
 	var out []mapLine
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024) // as the other maps readers: long paths
 	for sc.Scan() {
 		ml, ok := procfs.ParseMapsLine(sc.Text())
 		if !ok || !strings.HasPrefix(ml.Path, "/") {

@@ -273,10 +273,7 @@ type Stack struct {
 // py_stacks map (an LRU: read it when the sample is collected); nil when
 // there is none.
 func (c *Collection[V]) PythonStack(pid uint32, id uint64) *cpython.RawStack {
-	if c.p.py == nil {
-		return nil
-	}
-	return c.p.py.Stack(pid, id)
+	return c.p.PythonStack(pid, id)
 }
 
 // PythonStack is Collection.PythonStack for sources that receive samples
