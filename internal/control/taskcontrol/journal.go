@@ -146,7 +146,7 @@ func (j *journal) flush() {
 		}
 	}
 	for id := range profs {
-		p, intervals, ok := j.c.profiles.neutral(id)
+		p, intervals, count, ok := j.c.profiles.snapshot(id)
 		if !ok {
 			// Evicted to stay within profile_store_bytes: on disk too.
 			if err := j.kv.Delete(ctx, profilePrefix+id); err != nil {
@@ -154,7 +154,7 @@ func (j *journal) flush() {
 			}
 			continue
 		}
-		data, err := json.Marshal(profileRecord{Profile: p, Intervals: intervals, Count: j.c.profiles.info(id).Profiles})
+		data, err := json.Marshal(profileRecord{Profile: p, Intervals: intervals, Count: count})
 		if err == nil {
 			err = j.kv.Set(ctx, profilePrefix+id, data)
 		}

@@ -274,15 +274,22 @@ func (s *profileStore) profile(id string) (*profile.Profile, bool) {
 // each sample. Only the sample slices are copied under the lock: frames are
 // never modified once stored.
 func (s *profileStore) neutral(id string) (*profiles.Profile, []int64, bool) {
+	p, intervals, _, ok := s.snapshot(id)
+	return p, intervals, ok
+}
+
+// snapshot is neutral plus how many profiles were merged into it, read
+// under the same lock (the journal stores them together).
+func (s *profileStore) snapshot(id string) (p *profiles.Profile, intervals []int64, count int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[id]
 	if e == nil || e.merged == nil {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
-	p := *e.merged
-	p.Samples = slices.Clone(p.Samples)
-	return &p, slices.Clone(e.intervals), true
+	cp := *e.merged
+	cp.Samples = slices.Clone(cp.Samples)
+	return &cp, slices.Clone(e.intervals), e.count, true
 }
 
 // pprof encodes the task's merged profile as gzip pprof.
