@@ -502,9 +502,10 @@ func decodeTaskRequest(w http.ResponseWriter, r *http.Request) (taskRequestBody,
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
+		if big := tooLarge(err); big != nil {
+			return body, http.StatusRequestEntityTooLarge, big
+		}
 		switch {
-		case tooLarge(err) != nil:
-			return body, http.StatusRequestEntityTooLarge, tooLarge(err)
 		case errors.Is(err, io.EOF):
 			return body, http.StatusBadRequest, errors.New(`request body is empty; send e.g. {"target":"on_cpu","pid":1234,"duration":"30s"}`)
 		default:

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -224,7 +226,7 @@ func (b *otlpBuilder) addProfile(out pprofile.Profile, p *Profile) {
 		s := samples.AppendEmpty()
 		s.SetStackIndex(b.stack(p.Samples[i].Frames))
 		s.Values().Append(p.Samples[i].Value)
-		for _, k := range sortedKeys(p.Samples[i].Labels) {
+		for _, k := range slices.Sorted(maps.Keys(p.Samples[i].Labels)) {
 			s.AttributeIndices().Append(b.attr(k, p.Samples[i].Labels[k]))
 		}
 		ts := p.Samples[i].Time
@@ -309,15 +311,6 @@ func putAny(dst pcommon.Value, v any) {
 	default:
 		dst.SetStr(fmt.Sprint(x))
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // putSlice makes dst a slice of xs, each element set by put.
