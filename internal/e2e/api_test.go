@@ -13,7 +13,14 @@ import (
 // freePort returns a localhost port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePortOn(t, "127.0.0.1:0")
+}
+
+// freePortOn returns a port free a moment ago on the listen address addr
+// (":0" for all interfaces).
+func freePortOn(t testing.TB, addr string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,14 +35,9 @@ func startCPULog(t *testing.T, pid int) *cpuLog {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-			if err == nil {
-				s := string(b)
-				f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-				ut, _ := strconv.ParseFloat(f[11], 64)
-				st, _ := strconv.ParseFloat(f[12], 64)
+			if d, err := procCPU(pid); err == nil {
 				l.mu.Lock()
-				l.at, l.s = append(l.at, time.Now()), append(l.s, (ut+st)/100)
+				l.at, l.s = append(l.at, time.Now()), append(l.s, d.Seconds())
 				l.mu.Unlock()
 			}
 			select {

@@ -336,12 +336,7 @@ func newAgentNets(t *testing.T, n int) []agentNet {
 // freePortAll is a free TCP port on every address.
 func freePortAll(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freePortOn(t, ":0")
 }
 
 // policyServer is the central policy server: it serves one document with
