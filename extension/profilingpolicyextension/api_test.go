@@ -23,6 +23,7 @@ import (
 	"github.com/contprof/contprof/internal/control/dispatch"
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/monitor/procfs"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 )
 
 func do(t *testing.T, method, url, contentType, body string, header ...string) (int, []byte, http.Header) {
@@ -366,12 +367,7 @@ func TestManualTaskIdentityMatchesPolicyTasks(t *testing.T) {
 	e := startExtension(t, testConfig(), nil)
 	x := newExecutor()
 	defer e.RegisterExecutor(x)()
-	cmd := exec.Command("sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	pid := cmd.Process.Pid
+	pid := workload.StartSleeper(t).Process.Pid
 	in, err := procfs.Lookup(procfs.Config{}, pid)
 	if err != nil {
 		t.Fatal(err)

@@ -1,13 +1,9 @@
 package ebpfprocessreceiver
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,40 +13,13 @@ import (
 	"github.com/contprof/contprof/internal/control/policy"
 	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/testhelper/proftest"
+	"github.com/contprof/contprof/internal/testhelper/workload"
 	"github.com/contprof/contprof/receiver/ebpfprocessreceiver/internal/metadata"
 )
 
 func startSleep(t *testing.T, env ...string) int {
 	t.Helper()
-	cmd := exec.Command("sleep", "1000")
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitAsleep(t, cmd.Process.Pid)
-	return cmd.Process.Pid
-}
-
-// waitAsleep waits until the child has exec'd and sleeps with a resident set
-// the kernel reports: right after exec, /proc/PID/stat can read RSS 0 (the
-// per-CPU RSS counters of kernel 6.2+ are folded into the total lazily).
-func waitAsleep(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err == nil {
-			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-			if len(f) > 21 && f[0] == "S" && f[21] != "0" && strings.Contains(string(b), "(sleep)") {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d did not settle into sleep: %q %v", pid, b, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return workload.StartSleeper(t, env...).Process.Pid
 }
 
 func newTestScraper(t *testing.T, cfg *Config) *scraper {
