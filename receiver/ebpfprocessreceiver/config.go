@@ -3,6 +3,7 @@ package ebpfprocessreceiver // import "github.com/contprof/contprof/receiver/ebp
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"time"
 
@@ -224,4 +225,14 @@ func procSource(s string) (procfs.Source, error) {
 		return procfs.SourceBPF, nil
 	}
 	return 0, fmt.Errorf("process_source: %q is not one of %q, %q, %q", s, ProcessSourceAuto, ProcessSourceProc, ProcessSourceBPF)
+}
+
+// hostName is HostName, else the machine's host name (as the process
+// scanner resolves it), for what the receiver reports without a process.
+func (cfg *Config) hostName() string {
+	if cfg.HostName != "" {
+		return cfg.HostName
+	}
+	h, _ := os.Hostname()
+	return h
 }

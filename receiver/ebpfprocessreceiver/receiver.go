@@ -119,7 +119,7 @@ func (r *ebpfReceiver) Start(_ context.Context, host component.Host) error {
 	if ctrl != nil && r.logs != nil {
 		// Stopped after the executor (stops run last first), so the
 		// events of the tasks that Shutdown ends are still sent.
-		r.events = newTaskEvents(r.logs, r.logger)
+		r.events = newTaskEvents(r.logs, r.logger, r.cfg.hostName())
 		r.stops = append(r.stops, r.events.close)
 	}
 	if ctrl != nil && (r.profiles != nil || r.metrics != nil || r.logs != nil) {

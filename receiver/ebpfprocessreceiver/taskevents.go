@@ -21,6 +21,8 @@ import (
 type taskEvents struct {
 	next   consumer.Logs
 	logger *zap.Logger
+	// host is the host.name of events without a process (refusals).
+	host string
 
 	mu      sync.Mutex
 	closed  bool
@@ -31,8 +33,8 @@ type taskEvents struct {
 
 const taskEventsQueue = 1024
 
-func newTaskEvents(next consumer.Logs, logger *zap.Logger) *taskEvents {
-	e := &taskEvents{next: next, logger: logger, ch: make(chan taskevents.Event, taskEventsQueue), done: make(chan struct{})}
+func newTaskEvents(next consumer.Logs, logger *zap.Logger, host string) *taskEvents {
+	e := &taskEvents{next: next, logger: logger, host: host, ch: make(chan taskevents.Event, taskEventsQueue), done: make(chan struct{})}
 	go e.run()
 	return e
 }
@@ -84,7 +86,7 @@ func (e *taskEvents) run() {
 func (e *taskEvents) send(batch []taskevents.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.next.ConsumeLogs(ctx, taskevents.Logs(metadata.ScopeName, batch...)); err != nil {
+	if err := e.next.ConsumeLogs(ctx, taskevents.Logs(metadata.ScopeName, e.host, batch...)); err != nil {
 		e.logger.Warn("Task events not exported", zap.Int("events", len(batch)), zap.Error(err))
 	}
 }

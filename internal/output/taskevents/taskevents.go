@@ -7,7 +7,6 @@ package taskevents
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,12 +49,16 @@ type Event struct {
 }
 
 // Logs builds the OTLP logs of events under scopeName: one resource per
-// host (host.name of the task's first process, else this host).
-func Logs(scopeName string, events ...Event) plog.Logs {
+// host (host.name of the task's first process, else hostName: the
+// collector's configured host name).
+func Logs(scopeName, hostName string, events ...Event) plog.Logs {
 	ld := plog.NewLogs()
 	byHost := map[string]plog.LogRecordSlice{}
 	for _, ev := range events {
-		host := hostOf(ev.Task)
+		host := hostName
+		if len(ev.Task.Process) > 0 && ev.Task.Process[0].Host != "" {
+			host = ev.Task.Process[0].Host
+		}
 		recs, ok := byHost[host]
 		if !ok {
 			rl := ld.ResourceLogs().AppendEmpty()
@@ -68,14 +71,6 @@ func Logs(scopeName string, events ...Event) plog.Logs {
 		fill(recs.AppendEmpty(), ev)
 	}
 	return ld
-}
-
-func hostOf(t control.Task) string {
-	if len(t.Process) > 0 && t.Process[0].Host != "" {
-		return t.Process[0].Host
-	}
-	h, _ := os.Hostname()
-	return h
 }
 
 func fill(r plog.LogRecord, ev Event) {

@@ -17,10 +17,11 @@ func TestLogs(t *testing.T) {
 		Causes:  []control.Cause{{Monitor: policy.MonitorProcessCPU, Threshold: 80, Period: 10, Count: 3, Values: []float64{81.5, 90, 99}}},
 	}
 	refused := control.Task{Target: policy.TargetOffCPU, Process: []control.Process{{Host: "node-b", PID: 9}, {Host: "node-b", PID: 10}}}
-	ld := Logs("scope", Event{Name: Started, At: at, Task: task},
+	ld := Logs("scope", "collector-host", Event{Name: Started, At: at, Task: task},
 		Event{Name: Failed, At: at, Task: task, Err: errors.New("boom")},
-		Event{Name: Refused, At: at, Task: refused, Err: errors.New("CAP_BPF is missing")})
-	if n := ld.ResourceLogs().Len(); n != 2 {
+		Event{Name: Refused, At: at, Task: refused, Err: errors.New("CAP_BPF is missing")},
+		Event{Name: Refused, At: at, Task: control.Task{Target: policy.TargetOnCPU}, Err: errors.New("no process")})
+	if n := ld.ResourceLogs().Len(); n != 3 {
 		t.Fatalf("%d resources, want one per host", n)
 	}
 	a := ld.ResourceLogs().At(0)
@@ -54,6 +55,10 @@ func TestLogs(t *testing.T) {
 	}
 	if f := recs.At(1).Attributes().AsRaw(); f["error.message"] != "boom" || recs.At(1).SeverityText() != "Warn" {
 		t.Errorf("failed: %v %s", f, recs.At(1).SeverityText())
+	}
+	// An event without a process carries the collector's host name.
+	if h, _ := ld.ResourceLogs().At(2).Resource().Attributes().Get("host.name"); h.Str() != "collector-host" {
+		t.Errorf("host.name of an event without processes %q, want the collector's", h.Str())
 	}
 	r := ld.ResourceLogs().At(1).ScopeLogs().At(0).LogRecords().At(0)
 	ra := r.Attributes().AsRaw()
