@@ -290,30 +290,3 @@ func ParseCPUList(s string) ([]int, error) {
 	}
 	return cpus, nil
 }
-
-// MapsLine is one line of /proc/PID/maps.
-type MapsLine struct {
-	Start, End, Offset uint64
-	Perms              string
-	Inode              uint64
-	Path               string // the fields after the inode joined by one space; "" when anonymous
-}
-
-// ParseMapsLine parses a /proc/PID/maps line such as
-// "55d4c7a00000-55d4c7a01000 r-xp 00001000 fe:01 1234  /usr/bin/app";
-// false when it is not one.
-func ParseMapsLine(line string) (MapsLine, bool) {
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		return MapsLine{}, false
-	}
-	lo, hi, _ := strings.Cut(fields[0], "-")
-	start, err1 := strconv.ParseUint(lo, 16, 64)
-	end, err2 := strconv.ParseUint(hi, 16, 64)
-	off, err3 := strconv.ParseUint(fields[2], 16, 64)
-	inode, err4 := strconv.ParseUint(fields[4], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-		return MapsLine{}, false
-	}
-	return MapsLine{Start: start, End: end, Offset: off, Perms: fields[1], Inode: inode, Path: strings.Join(fields[5:], " ")}, true
-}

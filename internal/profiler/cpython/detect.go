@@ -1,7 +1,6 @@
 package cpython
 
 import (
-	"bufio"
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
@@ -40,7 +39,7 @@ func Detect(procfs string, pid int) (*Target, error) {
 	if procfs == "" {
 		procfs = "/proc"
 	}
-	maps, err := readMaps(fmt.Sprintf("%s/%d/maps", procfs, pid))
+	maps, err := readMaps(procfs, pid)
 	if err != nil {
 		return nil, fmt.Errorf("cpython: pid %d: %w", pid, err)
 	}
@@ -64,23 +63,15 @@ type mapLine struct {
 	path          string
 }
 
-func readMaps(path string) ([]mapLine, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+func readMaps(procRoot string, pid int) ([]mapLine, error) {
+	lines, err := procfs.ReadMaps(procRoot, pid)
 	var out []mapLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024) // as the other maps readers: long paths
-	for sc.Scan() {
-		ml, ok := procfs.ParseMapsLine(sc.Text())
-		if !ok || !strings.HasPrefix(ml.Path, "/") {
-			continue
+	for _, ml := range lines {
+		if ml.FileBacked() {
+			out = append(out, mapLine{start: ml.Start, offset: ml.Offset, path: ml.Path})
 		}
-		out = append(out, mapLine{start: ml.Start, offset: ml.Offset, path: ml.Path})
 	}
-	return out, sc.Err()
+	return out, err
 }
 
 // inspect returns the target when path (mapped in pid) holds _PyRuntime,

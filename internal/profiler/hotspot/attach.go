@@ -14,7 +14,6 @@
 package hotspot
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/contprof/contprof/internal/monitor/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,27 +143,15 @@ func Find(opts Options, pid int) (*Target, error) {
 }
 
 // LibJVM returns the path of libjvm.so in pid's mappings, or ErrNotJVM.
-func LibJVM(procfs string, pid int) (string, error) {
-	f, err := os.Open(fmt.Sprintf("%s/%d/maps", procfs, pid))
+func LibJVM(procRoot string, pid int) (string, error) {
+	lines, err := procfs.ReadMaps(procRoot, pid)
 	if err != nil {
-		return "", fmt.Errorf("pid %d: %w", pid, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Bytes()
-		i := bytes.IndexByte(line, '/')
-		if i < 0 {
-			continue
-		}
-		p := strings.TrimSuffix(string(line[i:]), " (deleted)")
-		if filepath.Base(p) == "libjvm.so" {
-			return p, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return "", fmt.Errorf("pid %d maps: %w", pid, err)
+	}
+	for _, ml := range lines {
+		if path, _ := ml.File(); filepath.Base(path) == "libjvm.so" {
+			return path, nil
+		}
 	}
 	return "", ErrNotJVM
 }

@@ -3,7 +3,6 @@
 package hotspot
 
 import (
-	"bufio"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -88,20 +87,14 @@ func ReadVMStructs(t *Target) (VMStructs, error) {
 // libjvmBase returns the load bias of libjvm.so in the JVM and a path to
 // the file (through the JVM's root).
 func (t *Target) libjvmBase() (uint64, string, error) {
-	f, err := os.Open(fmt.Sprintf("%s/%d/maps", t.procfs, t.PID))
+	lines, err := procfs.ReadMaps(t.procfs, t.PID)
 	if err != nil {
 		return 0, "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		ml, ok := procfs.ParseMapsLine(sc.Text())
-		if !ok || ml.Offset != 0 || strings.TrimSuffix(ml.Path, " (deleted)") != t.LibJVM {
-			continue
+	for _, ml := range lines {
+		if path, _ := ml.File(); ml.Offset == 0 && path == t.LibJVM {
+			return ml.Start, ml.MapFile(t.procfs, t.PID), nil
 		}
-		// map_files names have no leading zeros (maps lines may).
-		return ml.Start, fmt.Sprintf("%s/%d/map_files/%x-%x", t.procfs, t.PID, ml.Start, ml.End), nil
 	}
 	return 0, "", fmt.Errorf("vmstructs: %s not mapped at offset 0", t.LibJVM)
 }

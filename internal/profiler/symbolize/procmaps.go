@@ -3,8 +3,6 @@
 package symbolize
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"strings"
 
@@ -29,23 +27,18 @@ func (m *procMapping) fileBacked() bool {
 }
 
 func parseProcMaps(r io.Reader) ([]procMapping, error) {
-	var out []procMapping
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		ml, ok := procfs.ParseMapsLine(line)
-		if !ok {
-			if len(strings.Fields(line)) < 5 {
-				continue
-			}
-			return nil, fmt.Errorf("maps: bad line %q", line)
-		}
-		m := procMapping{start: ml.Start, end: ml.End, offset: ml.Offset, perms: ml.Perms, inode: ml.Inode, path: ml.Path}
-		if p, ok := strings.CutSuffix(m.path, " (deleted)"); ok {
-			m.path, m.deleted = p, true
-		}
-		out = append(out, m)
+	lines, err := procfs.ParseMaps(r)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	return procMappings(lines), nil
+}
+
+func procMappings(lines []procfs.MapsLine) []procMapping {
+	out := make([]procMapping, len(lines))
+	for i, ml := range lines {
+		path, deleted := ml.File()
+		out[i] = procMapping{start: ml.Start, end: ml.End, offset: ml.Offset, perms: ml.Perms, inode: ml.Inode, path: path, deleted: deleted}
+	}
+	return out
 }

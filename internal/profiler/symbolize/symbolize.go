@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/contprof/contprof/internal/monitor/procfs"
 	"github.com/contprof/contprof/internal/output/profiles"
 )
 
@@ -262,15 +263,11 @@ func (s *Symbolizer) evictProcessLocked() {
 // resolved files of mappings that did not change. A process that is gone
 // keeps its last snapshot.
 func (s *Symbolizer) readMapsLocked(p *process) {
-	f, err := os.Open(fmt.Sprintf("%s/%d/maps", s.procfs, p.pid))
+	lines, err := procfs.ReadMaps(s.procfs, p.pid)
 	if err != nil {
 		return
 	}
-	list, err := parseProcMaps(f)
-	f.Close()
-	if err != nil {
-		return
-	}
+	list := procMappings(lines)
 	type key struct{ start, end, offset, inode uint64 }
 	old := map[key]*mapping{}
 	for _, m := range p.maps {

@@ -3,12 +3,9 @@
 package unwind
 
 import (
-	"bufio"
 	"debug/elf"
 	"fmt"
-	"os"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -392,36 +389,24 @@ func (p *process) find(addr uint64) *mapping {
 // readMapsLocked (re)reads the executable mappings of pid, taking a
 // reference on the entry of every file (new files are queued for building).
 func (u *Unwinder) readMapsLocked(pid int, p *process) error {
-	f, err := os.Open(fmt.Sprintf("%s/%d/maps", u.procfs, pid))
+	lines, err := procfs.ReadMaps(u.procfs, pid)
 	if err != nil {
 		return fmt.Errorf("unwind: read maps of pid %d: %w", pid, err)
 	}
-	defer f.Close()
 	var maps []mapping
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		ml, ok := procfs.ParseMapsLine(sc.Text())
-		if !ok || !strings.Contains(ml.Perms, "x") {
+	for _, ml := range lines {
+		if !ml.Executable() {
 			continue
 		}
-		start, end := ml.Start, ml.End
-		m := mapping{start: start, end: end, offset: ml.Offset}
-		if ml.Inode != 0 && strings.HasPrefix(ml.Path, "/") {
-			// map_files names have no leading zeros (maps lines do);
-			// the root path is for kernels without map_files access.
-			m.e = u.entryLocked(fmt.Sprintf("%s/%d/map_files/%x-%x", u.procfs, pid, start, end))
+		m := mapping{start: ml.Start, end: ml.End, offset: ml.Offset}
+		if ml.FileBacked() {
+			// The root path is for kernels without map_files access.
+			m.e = u.entryLocked(ml.MapFile(u.procfs, pid))
 			if m.e == nil {
 				m.e = u.entryLocked(fmt.Sprintf("%s/%d/root%s", u.procfs, pid, ml.Path))
 			}
 		}
 		maps = append(maps, m)
-	}
-	if err := sc.Err(); err != nil {
-		for _, m := range maps {
-			u.unrefLocked(m.e)
-		}
-		return fmt.Errorf("unwind: read maps of pid %d: %w", pid, err)
 	}
 	for _, m := range p.maps {
 		u.unrefLocked(m.e)
