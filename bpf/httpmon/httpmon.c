@@ -39,6 +39,7 @@
 #define PATH_SHORT 24 // records of paths up to this long stop after it
 #define METHOD_MAX 8 // "OPTIONS " and "CONNECT ": the longest method and its space
 #define LINE_LEN (METHOD_MAX + PATH_LEN) // what one read of a request line takes
+#define NBOUNDS 14 // histogram bucket bounds (httpmon.Bounds)
 
 // System call numbers and argument registers per architecture.
 #include "arch.h"
@@ -86,14 +87,38 @@ struct conn_key {
 	__u32 fd;
 };
 
-struct conn_state {
-	__u64 start_ns; // 0: no request pending
+// The aggregation key of an exchange: one series of a process in one
+// interval (epoch). The path is zero past path_len, so equal paths hash
+// alike.
+struct agg_key {
+	__u32 tgid;
+	__u16 status;
 	__u8 role;
 	__u8 method;
 	__u8 path_len;
-	__u8 held;      // a 1-byte read's byte that may start the next request
-	__u8 _pad[4];
+	__u8 epoch;     // agg_epoch when the exchange completed
+	__u8 _pad[6];
 	char path[PATH_LEN];
+};
+
+// What a series counted on one CPU: durations in ns, buckets over
+// bounds_ns (the last one counts those above every bound).
+struct agg_value {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 min_ns;
+	__u64 max_ns;
+	__u64 first_ns; // completion of the first exchange: the path cap's order
+	__u64 buckets[NBOUNDS + 1];
+};
+
+// A connection's pending request holds the key of its exchange's series:
+// the lookup in aggs reads it in place (no copy of the path).
+struct conn_state {
+	__u64 start_ns; // 0: no request pending
+	__u8 held;      // a 1-byte read's byte that may start the next request
+	__u8 _pad[7];
+	struct agg_key key;
 };
 
 // The PID filter is a bitmap: the test every system call pays stays a
@@ -110,6 +135,49 @@ struct {
 
 EVENT_RING(1 << 21);
 
+// Completed exchanges are counted here, per CPU, by series and interval:
+// no record per exchange leaves the kernel. User space flips agg_epoch,
+// waits for programs in flight, then reads and deletes the old epoch's
+// entries. Not preallocated: the entries of one interval's series.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
+	__type(key, struct agg_key);
+	__type(value, struct agg_value);
+} aggs SEC(".maps");
+
+// agg_epoch[0] is the interval exchanges are counted in (a map, not a
+// global: a mapped .bss would outlive Close until the GC unmaps it).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} agg_epoch SEC(".maps");
+
+// Bucket bounds in ns (httpmon.Bounds, set by the loader).
+volatile const __u64 bounds_ns[NBOUNDS] = {};
+
+// Processes whose exchanges are also sent one by one to the ring buffer
+// (a network task observes them): a bitmap like target_pids.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 512);
+	__type(key, __u32);
+	__type(value, __u64);
+} observed_pids SEC(".maps");
+
+static __always_inline int is_observed(__u32 tgid)
+{
+	__u32 word = tgid >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&observed_pids, &word);
+
+	return bits && ((*bits >> (tgid & 63)) & 1);
+}
+
+static const struct agg_value zero_agg;
+
 static const struct conn_state zero_conn;
 
 // The record up to its path: a record is EVENT_HEAD + PATH_SHORT bytes when
@@ -117,8 +185,10 @@ static const struct conn_state zero_conn;
 #define EVENT_HEAD 32
 _Static_assert(__builtin_offsetof(struct http_event, path) == EVENT_HEAD, "EVENT_HEAD");
 
-// Force the type into BTF for bpf2go -type.
+// Force the types into BTF for bpf2go -type.
 const struct http_event *unused_http_event __attribute__((unused));
+const struct agg_key *unused_agg_key __attribute__((unused));
+const struct agg_value *unused_agg_value __attribute__((unused));
 
 static __always_inline int is_inbound(__u32 nr)
 {
@@ -249,8 +319,9 @@ static __always_inline void on_request(struct conn_key *key, struct conn_state *
 	// A server's exchange starts when its read of the request returns, a
 	// client's when its write of the request returns.
 	s->start_ns = bpf_ktime_get_ns();
-	s->role = inbound ? ROLE_SERVER : ROLE_CLIENT;
-	s->method = method;
+	s->key.tgid = key->tgid;
+	s->key.role = inbound ? ROLE_SERVER : ROLE_CLIENT;
+	s->key.method = method;
 	s->held = 0;
 
 	mlen -= skip;
@@ -261,20 +332,20 @@ static __always_inline void on_request(struct conn_key *key, struct conn_state *
 		plen = PATH_LEN;
 	// Bytes past n are whatever the stack held: cut off below with the
 	// rest of the line.
-	copy_path(s->path, line, mlen);
+	copy_path(s->key.path, line, mlen);
 
 	__u32 i;
 	for (i = 0; i < PATH_LEN; i++) {
 		if (i >= plen)
 			break;
-		char c = s->path[i];
+		char c = s->key.path[i];
 		if (c == ' ' || c == '?' || c == '#' || c == '\r' || c == '\n' || c == 0)
 			break;
 	}
-	s->path_len = i;
+	s->key.path_len = i;
 	// Whatever followed the path (version, headers) is not kept: zero it
 	// a word at a time.
-	__u64 *w = (__u64 *)s->path;
+	__u64 *w = (__u64 *)s->key.path;
 	for (__u32 k = 0; k < PATH_LEN / 8; k++) {
 		__u32 off = k * 8;
 		if (off >= i)
@@ -299,12 +370,46 @@ static __always_inline int emit(struct conn_key *key, struct conn_state *s, __u6
 	e->pid = key->tgid;
 	e->fd = key->fd;
 	e->status = status;
-	e->role = s->role;
-	e->method = s->method;
+	e->role = s->key.role;
+	e->method = s->key.method;
 	e->path_len = path_len;
 	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
-	__builtin_memcpy(e->path, s->path, path_bytes);
+	__builtin_memcpy(e->path, s->key.path, path_bytes);
 	ring_submit(e);
+	return 0;
+}
+
+// count adds an exchange of duration dur, completed at now, to the series
+// s->key names (status and epoch set by the caller); -1 when the table is
+// full.
+static __always_inline int count(struct conn_state *s, __u64 now, __u64 dur)
+{
+	struct agg_value *v = bpf_map_lookup_elem(&aggs, &s->key);
+
+	if (!v) {
+		long err = bpf_map_update_elem(&aggs, &s->key, &zero_agg, BPF_NOEXIST);
+		if (err && err != -EEXIST)
+			return -1;
+		v = bpf_map_lookup_elem(&aggs, &s->key);
+		if (!v)
+			return -1;
+	}
+	// This CPU's slot: no other program writes it.
+	if (!v->count) {
+		v->min_ns = dur;
+		v->first_ns = now;
+	} else if (dur < v->min_ns) {
+		v->min_ns = dur;
+	}
+	if (dur > v->max_ns)
+		v->max_ns = dur;
+	v->count++;
+	v->sum_ns += dur;
+	__u32 b;
+	for (b = 0; b < NBOUNDS; b++)
+		if (dur <= bounds_ns[b])
+			break;
+	v->buckets[b]++;
 	return 0;
 }
 
@@ -313,7 +418,7 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 	struct conn_state *s = bpf_map_lookup_elem(&conns, key);
 	int want = inbound ? ROLE_CLIENT : ROLE_SERVER;
 
-	if (!s || !s->start_ns || s->role != want) {
+	if (!s || !s->start_ns || s->key.role != want) {
 		stat_inc(STAT_UNMATCHED_RESPONSE);
 		return;
 	}
@@ -323,11 +428,19 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	__u8 path_len = s->path_len;
-	// Most paths are short: their record stops after PATH_SHORT bytes of
-	// path (one or two cache lines with the ring's header, not four).
-	int err = path_len <= PATH_SHORT ? emit(key, s, now, status, path_len, PATH_SHORT)
-					 : emit(key, s, now, status, path_len, PATH_LEN);
+	s->key.status = status;
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&agg_epoch, &zero);
+	s->key.epoch = epoch ? *epoch : 0;
+	int err = count(s, now, now - s->start_ns);
+	if (is_observed(key->tgid)) {
+		__u8 path_len = s->key.path_len;
+		// Most paths are short: their record stops after PATH_SHORT bytes
+		// of path (one or two cache lines with the ring's header, not
+		// four).
+		err |= path_len <= PATH_SHORT ? emit(key, s, now, status, path_len, PATH_SHORT)
+					      : emit(key, s, now, status, path_len, PATH_LEN);
+	}
 	s->start_ns = 0;
 	stat_inc(err ? STAT_LOST : STAT_EXCHANGES);
 }
@@ -430,7 +543,7 @@ static __always_inline int on_call(__u32 tgid, long nr, long ret, __u64 fd, __u6
 		// next request. Only on a connection that has served one already.
 		struct conn_state *s = bpf_map_lookup_elem(&conns, &key);
 		char c;
-		if (s && s->role == ROLE_SERVER && !bpf_probe_read_user(&c, 1, buf))
+		if (s && s->key.role == ROLE_SERVER && !bpf_probe_read_user(&c, 1, buf))
 			s->held = c >= 'A' && c <= 'Z' ? c : 0;
 		return 0;
 	}

@@ -14,6 +14,18 @@ import (
 // Event is one completed HTTP exchange as the program sends it.
 type Event = httpmonHttpEvent
 
+// AggKey names one series of a process in one interval (epoch) in the
+// aggs map; the path is zero past PathLen.
+type AggKey = httpmonAggKey
+
+// AggValue is what one CPU counted for a series: durations in ns, buckets
+// over Config.BoundsNs (the last counts those above every bound).
+type AggValue = httpmonAggValue
+
+// NumBounds is the number of histogram bucket bounds (NBOUNDS in
+// httpmon.c).
+const NumBounds = 14
+
 // EventSize is the size of an event record in the ring buffer with a path
 // longer than ShortPathLen; records of shorter paths stop after
 // EventHeadSize + ShortPathLen bytes.
@@ -86,6 +98,12 @@ type Config struct {
 	// namespace; zero means the initial namespace (the fast path).
 	PIDNamespaceDev uint64
 	PIDNamespaceIno uint64
+	// MaxSeries is the capacity of the in-kernel aggregation table: the
+	// series (process, role, method, status, path) of the current and the
+	// previous interval.
+	MaxSeries uint32
+	// BoundsNs are the histogram bucket bounds in ns, ascending.
+	BoundsNs [NumBounds]uint64
 	// Sock loads the socket tracepoint programs (SockPrograms; the kernel
 	// must have them, see HasSockTracepoints); otherwise the system call
 	// programs (Program) are loaded. Only one set is loaded: the other's
@@ -111,14 +129,17 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	err := load.Generated(loadHttpmon, load.Settings{
 		Entries: map[string]uint32{
-			httpmonMapTargetPids: (cfg.PIDLimit + 63) / 64,
-			httpmonMapConns:      cfg.MaxConns,
-			httpmonMapEvents:     cfg.RingBufferBytes,
+			httpmonMapTargetPids:   (cfg.PIDLimit + 63) / 64,
+			httpmonMapObservedPids: (cfg.PIDLimit + 63) / 64,
+			httpmonMapAggs:         cfg.MaxSeries,
+			httpmonMapConns:        cfg.MaxConns,
+			httpmonMapEvents:       cfg.RingBufferBytes,
 		},
 		Vars: map[string]any{
 			httpmonVarPidnsDev:    cfg.PIDNamespaceDev,
 			httpmonVarPidnsIno:    cfg.PIDNamespaceIno,
 			httpmonVarWakeupBytes: cfg.WakeupBytes,
+			httpmonVarBoundsNs:    cfg.BoundsNs,
 		},
 	}, into, "HTTP monitor")
 	if err != nil {

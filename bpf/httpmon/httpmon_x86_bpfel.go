@@ -13,6 +13,28 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type httpmonAggKey struct {
+	_       structs.HostLayout
+	Tgid    uint32
+	Status  uint16
+	Role    uint8
+	Method  uint8
+	PathLen uint8
+	Epoch   uint8
+	Pad     [6]uint8
+	Path    [128]int8
+}
+
+type httpmonAggValue struct {
+	_       structs.HostLayout
+	Count   uint64
+	SumNs   uint64
+	MinNs   uint64
+	MaxNs   uint64
+	FirstNs uint64
+	Buckets [15]uint64
+}
+
 type httpmonConnKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -22,12 +44,9 @@ type httpmonConnKey struct {
 type httpmonConnState struct {
 	_       structs.HostLayout
 	StartNs uint64
-	Role    uint8
-	Method  uint8
-	PathLen uint8
 	Held    uint8
-	Pad     [4]uint8
-	Path    [128]int8
+	Pad     [7]uint8
+	Key     httpmonAggKey
 }
 
 type httpmonHttpEvent struct {
@@ -48,8 +67,11 @@ type httpmonHttpEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	httpmonMapAggEpoch        = "agg_epoch"
+	httpmonMapAggs            = "aggs"
 	httpmonMapConns           = "conns"
 	httpmonMapEvents          = "events"
+	httpmonMapObservedPids    = "observed_pids"
 	httpmonMapStats           = "stats"
 	httpmonMapTargetPids      = "target_pids"
 	httpmonProgRawSysExit     = "raw_sys_exit"
@@ -57,8 +79,11 @@ const (
 	httpmonProgSockSend       = "sock_send"
 	httpmonProgSockState      = "sock_state"
 	httpmonProgSysExitIo      = "sys_exit_io"
+	httpmonVarBoundsNs        = "bounds_ns"
 	httpmonVarPidnsDev        = "pidns_dev"
 	httpmonVarPidnsIno        = "pidns_ino"
+	httpmonVarUnusedAggKey    = "unused_agg_key"
+	httpmonVarUnusedAggValue  = "unused_agg_value"
 	httpmonVarUnusedHttpEvent = "unused_http_event"
 	httpmonVarWakeupBytes     = "wakeup_bytes"
 )
@@ -116,18 +141,24 @@ type httpmonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpmonMapSpecs struct {
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	TargetPids *ebpf.MapSpec `ebpf:"target_pids"`
+	AggEpoch     *ebpf.MapSpec `ebpf:"agg_epoch"`
+	Aggs         *ebpf.MapSpec `ebpf:"aggs"`
+	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ObservedPids *ebpf.MapSpec `ebpf:"observed_pids"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TargetPids   *ebpf.MapSpec `ebpf:"target_pids"`
 }
 
 // httpmonVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpmonVariableSpecs struct {
+	BoundsNs        *ebpf.VariableSpec `ebpf:"bounds_ns"`
 	PidnsDev        *ebpf.VariableSpec `ebpf:"pidns_dev"`
 	PidnsIno        *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	UnusedAggKey    *ebpf.VariableSpec `ebpf:"unused_agg_key"`
+	UnusedAggValue  *ebpf.VariableSpec `ebpf:"unused_agg_value"`
 	UnusedHttpEvent *ebpf.VariableSpec `ebpf:"unused_http_event"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -152,16 +183,22 @@ func (o *httpmonObjects) Close() error {
 //
 // It can be passed to loadHttpmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpmonMaps struct {
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	TargetPids *ebpf.Map `ebpf:"target_pids"`
+	AggEpoch     *ebpf.Map `ebpf:"agg_epoch"`
+	Aggs         *ebpf.Map `ebpf:"aggs"`
+	Conns        *ebpf.Map `ebpf:"conns"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ObservedPids *ebpf.Map `ebpf:"observed_pids"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TargetPids   *ebpf.Map `ebpf:"target_pids"`
 }
 
 func (m *httpmonMaps) Close() error {
 	return _HttpmonClose(
+		m.AggEpoch,
+		m.Aggs,
 		m.Conns,
 		m.Events,
+		m.ObservedPids,
 		m.Stats,
 		m.TargetPids,
 	)
@@ -171,8 +208,11 @@ func (m *httpmonMaps) Close() error {
 //
 // It can be passed to loadHttpmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpmonVariables struct {
+	BoundsNs        *ebpf.Variable `ebpf:"bounds_ns"`
 	PidnsDev        *ebpf.Variable `ebpf:"pidns_dev"`
 	PidnsIno        *ebpf.Variable `ebpf:"pidns_ino"`
+	UnusedAggKey    *ebpf.Variable `ebpf:"unused_agg_key"`
+	UnusedAggValue  *ebpf.Variable `ebpf:"unused_agg_value"`
 	UnusedHttpEvent *ebpf.Variable `ebpf:"unused_http_event"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

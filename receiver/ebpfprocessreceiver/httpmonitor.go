@@ -43,6 +43,9 @@ type httpMonitor struct {
 	mon       *httpmon.Monitor
 	lastErr   time.Time
 	pids      []int
+	// observed are the network tasks' processes as last given to the
+	// monitor: only their exchanges are sent one by one (to hub).
+	observed  []int
 	lastStats httpmon.Stats
 	// scraped are the processes the scraper wants watched (nil unless a
 	// policy wants HTTP metrics); taskPIDs counts the network tasks
@@ -168,7 +171,7 @@ func (h *httpMonitor) installLocked(now time.Time, m *httpmon.Monitor, err error
 	case h.mon != nil:
 		_ = m.Close()
 	default:
-		h.mon, h.pids, h.lastStats = m, nil, httpmon.Stats{}
+		h.mon, h.pids, h.observed, h.lastStats = m, nil, nil, httpmon.Stats{}
 		if h.hub != nil {
 			m.SetObserver(h.hub.publish)
 		}
@@ -192,10 +195,12 @@ func (h *httpMonitor) updateLocked(now time.Time) bool {
 			return false
 		}
 	}
-	want := append([]int(nil), h.scraped...)
+	tasks := make([]int, 0, len(h.taskPIDs))
 	for p := range h.taskPIDs {
-		want = append(want, p)
+		tasks = append(tasks, p)
 	}
+	slices.Sort(tasks)
+	want := append(slices.Clone(h.scraped), tasks...)
 	slices.Sort(want)
 	want = slices.Compact(want)
 	if !slices.Equal(want, h.pids) {
@@ -203,6 +208,15 @@ func (h *httpMonitor) updateLocked(now time.Time) bool {
 			h.logger.Warn("HTTP monitor PID set not updated", zap.Error(err))
 		} else {
 			h.pids = want
+		}
+	}
+	// The scraper's processes are counted in the kernel; the tasks' also
+	// need each exchange (peer attribution).
+	if !slices.Equal(tasks, h.observed) {
+		if err := h.mon.SetObservedPIDs(tasks); err != nil {
+			h.logger.Warn("HTTP monitor observed PID set not updated", zap.Error(err))
+		} else {
+			h.observed = tasks
 		}
 	}
 	return true
@@ -272,6 +286,6 @@ func (h *httpMonitor) closeLocked() {
 	if h.mon != nil {
 		_ = h.mon.Close()
 		h.mon = nil
-		h.pids = nil
+		h.pids, h.observed = nil, nil
 	}
 }

@@ -3,7 +3,6 @@
 package httpmon
 
 import (
-	"encoding/binary"
 	"math"
 	"sort"
 	"strings"
@@ -28,6 +27,9 @@ const (
 // Bounds are the explicit bucket bounds, in seconds, that the semantic
 // conventions advise for HTTP request durations.
 var Bounds = [...]float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// The kernel counts the buckets: as many bounds as it has.
+var _ [bpfhttpmon.NumBounds]float64 = Bounds
 
 // Event record layout (bpf/httpmon.Event).
 const (
@@ -83,41 +85,94 @@ func newProcState() *procState {
 	return &procState{paths: map[string]string{}, series: map[seriesKey]*Histogram{}}
 }
 
-func (ps *procState) add(b []byte, maxPaths int) {
-	role := b[offRole]
-	if role != roleServer && role != roleClient {
-		return
-	}
-	method := b[offMethod]
-	if int(method) >= len(methodNames) {
-		method = 0
-	}
-	n := int(b[offPathLen])
-	if n > pathLen {
-		n = pathLen
-	}
-	raw := b[offPath : offPath+n]
-	key := seriesKey{role: role, method: method, status: binary.LittleEndian.Uint16(b[offStatus:])}
-	if p := urlPath(raw, method); p != nil {
-		if !utf8.Valid(p) {
-			p = []byte(strings.ToValidUTF8(string(p), "\uFFFD"))
+// aggEntry is one series of a process in one interval as the kernel
+// counted it (bpf/httpmon aggs, summed over CPUs), before the path cap.
+type aggEntry struct {
+	role, method uint8
+	status       uint16
+	path         []byte // the request target as the kernel cut it
+	first        uint64 // completion of its first exchange (CLOCK_MONOTONIC ns)
+	h            Histogram
+}
+
+// add folds one interval's series into ps. New paths are admitted, up to
+// maxPaths distinct paths, in the order their first exchange completed;
+// later ones become OtherPath.
+func (ps *procState) add(es []aggEntry, maxPaths int) {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].first < es[j].first })
+	for i := range es {
+		e := &es[i]
+		if e.role != roleServer && e.role != roleClient {
+			continue
 		}
-		// m[string(b)] does not allocate; only a new path is copied.
-		if interned, ok := ps.paths[string(p)]; ok {
-			key.path = interned
-		} else if len(ps.paths) < maxPaths {
-			key.path = string(p)
-			ps.paths[key.path] = key.path
-		} else {
-			key.path = OtherPath
+		method := e.method
+		if int(method) >= len(methodNames) {
+			method = 0
+		}
+		key := seriesKey{role: e.role, method: method, status: e.status}
+		if p := urlPath(e.path, method); p != nil {
+			if !utf8.Valid(p) {
+				p = []byte(strings.ToValidUTF8(string(p), "\uFFFD"))
+			}
+			// m[string(b)] does not allocate; only a new path is copied.
+			if interned, ok := ps.paths[string(p)]; ok {
+				key.path = interned
+			} else if len(ps.paths) < maxPaths {
+				key.path = string(p)
+				ps.paths[key.path] = key.path
+			} else {
+				key.path = OtherPath
+			}
+		}
+		h := ps.series[key]
+		if h == nil {
+			h = histogram.New(Bounds[:])
+			ps.series[key] = h
+		}
+		h.Merge(&e.h)
+	}
+}
+
+// entryOf sums what the CPUs counted for key: the series' histogram in
+// seconds.
+func entryOf(key *bpfhttpmon.AggKey, perCPU []bpfhttpmon.AggValue) aggEntry {
+	e := aggEntry{role: key.Role, method: key.Method, status: key.Status, first: math.MaxUint64}
+	n := min(int(key.PathLen), pathLen)
+	e.path = make([]byte, n)
+	for i := range n {
+		e.path[i] = byte(key.Path[i])
+	}
+	h := histogram.New(Bounds[:])
+	var sum, lo, hi uint64
+	for i := range perCPU {
+		v := &perCPU[i]
+		if v.Count == 0 {
+			continue
+		}
+		if h.Count == 0 || v.MinNs < lo {
+			lo = v.MinNs
+		}
+		hi = max(hi, v.MaxNs)
+		e.first = min(e.first, v.FirstNs)
+		h.Count += v.Count
+		sum += v.SumNs
+		for b, c := range v.Buckets {
+			h.BucketCounts[b] += c
 		}
 	}
-	h := ps.series[key]
-	if h == nil {
-		h = histogram.New(Bounds[:])
-		ps.series[key] = h
+	h.Sum, h.Min, h.Max = float64(sum)/1e9, float64(lo)/1e9, float64(hi)/1e9
+	e.h = *h
+	return e
+}
+
+// boundsNs are Bounds in ns for the kernel, which counts a duration of d ns
+// in bucket i when d ≤ boundsNs[i]: float64(d)/1e9 ≤ Bounds[i] exactly then
+// (TestBoundsNs).
+func boundsNs() (ns [bpfhttpmon.NumBounds]uint64) {
+	for i, b := range Bounds {
+		ns[i] = uint64(math.Round(b * 1e9))
 	}
-	h.Record(float64(binary.LittleEndian.Uint64(b[offDuration:])) / 1e9)
+	return ns
 }
 
 // urlPath returns the path of a request target: the query string removed

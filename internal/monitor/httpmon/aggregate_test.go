@@ -1,31 +1,42 @@
 package httpmon
 
 import (
-	"encoding/binary"
 	"math"
 	"strconv"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	bpfhttpmon "github.com/contprof/contprof/bpf/httpmon"
 )
 
-// record builds a ring buffer record as the kernel writes it.
-func record(role, method uint8, status uint16, path string, dur float64) []byte {
-	b := make([]byte, 160)
-	binary.LittleEndian.PutUint64(b[8:], uint64(dur*1e9))
-	binary.LittleEndian.PutUint32(b[16:], 42)
-	binary.LittleEndian.PutUint16(b[24:], status)
-	b[26], b[27] = role, method
-	n := copy(b[32:], path)
-	b[28] = byte(n)
-	return b
+// kernelEntry is one exchange as the kernel counts it (count in
+// httpmon.c) on CPU cpu of ncpu, read back as Drain does.
+func kernelEntry(role, method uint8, status uint16, path string, dur float64, first uint64, cpu, ncpu int) aggEntry {
+	ns := uint64(dur * 1e9)
+	key := bpfhttpmon.AggKey{Tgid: 42, Role: role, Method: method, Status: status}
+	key.PathLen = uint8(min(len(path), len(key.Path)))
+	for i := range int(key.PathLen) {
+		key.Path[i] = int8(path[i])
+	}
+	values := make([]bpfhttpmon.AggValue, ncpu)
+	v := &values[cpu]
+	v.Count, v.SumNs, v.MinNs, v.MaxNs, v.FirstNs = 1, ns, ns, ns, first
+	b, bounds := 0, boundsNs()
+	for b < len(bounds) && ns > bounds[b] {
+		b++
+	}
+	v.Buckets[b] = 1
+	return entryOf(&key, values)
 }
 
 func TestAggregate(t *testing.T) {
 	ps := newProcState()
+	var seq uint64
 	add := func(role, method uint8, status uint16, path string, dur float64) {
-		ps.add(record(role, method, status, path, dur), 3)
+		seq++
+		ps.add([]aggEntry{kernelEntry(role, method, status, path, dur, seq, int(seq%3), 3)}, 3)
 	}
 	add(roleServer, 1, 200, "/a", 0.005)                // on a bound: bucket 0
 	add(roleServer, 1, 200, "/a?x=1", 0.0051)           // query removed: bucket 1
@@ -94,9 +105,9 @@ func keys(m map[string]Series) []string {
 
 func TestAppendMetrics(t *testing.T) {
 	ps := newProcState()
-	ps.add(record(roleServer, 1, 200, "/a", 0.03), 10)
-	ps.add(record(roleServer, 1, 500, "/a", 0.04), 10)
-	ps.add(record(roleClient, 2, 200, "/up", 0.1), 10)
+	ps.add([]aggEntry{kernelEntry(roleServer, 1, 200, "/a", 0.03, 1, 0, 1)}, 10)
+	ps.add([]aggEntry{kernelEntry(roleServer, 1, 500, "/a", 0.04, 1, 0, 1)}, 10)
+	ps.add([]aggEntry{kernelEntry(roleClient, 2, 200, "/up", 0.1, 1, 0, 1)}, 10)
 	ph := ps.drain(42)
 
 	md := pmetric.NewMetrics()

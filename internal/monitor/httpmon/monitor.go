@@ -1,16 +1,19 @@
 //go:build linux
 
 // Package httpmon monitors the HTTP/1.x exchanges of chosen processes with
-// eBPF on syscall tracepoints (bpf/httpmon; no kprobes, no fentry) and
-// aggregates them into per-process http.server.request.duration and
-// http.client.request.duration histograms, one interval at a time.
+// eBPF on socket or syscall tracepoints (bpf/httpmon; no kprobes, no
+// fentry) and aggregates them into per-process http.server.request.duration
+// and http.client.request.duration histograms, one interval at a time.
 //
 // The kernel side looks only at the first bytes of each read and write of
 // a monitored process (the first iovec of vectored calls), recognises
 // request and status lines, pairs them per (process, fd) in both roles and
-// sends completed exchanges: method, status, path without query (at most
-// 128 bytes), start and duration. Bodies and headers never leave the
-// kernel.
+// counts completed exchanges per series (process, role, method, status,
+// path without query, at most 128 bytes) into duration histograms, per CPU
+// and interval; Drain reads and clears them. Nothing leaves the kernel per
+// exchange, except for observed processes (SetObservedPIDs), whose
+// exchanges are also sent one by one (with start and fd) to the observer.
+// Bodies and headers never leave the kernel.
 //
 // Not seen: TLS (the bytes are encrypted at the syscall), HTTP/2 and
 // HTTP/3, io_uring, sendfile/splice, and 32-bit compat syscalls. A
@@ -72,8 +75,13 @@ type Options struct {
 	// RingBufferBytes is the event ring size, a power of two ≥ 64 KiB
 	// (default 2 MiB).
 	RingBufferBytes int
-	// PollInterval bounds how long completed exchanges wait in the ring
-	// before they are aggregated (default 100ms). The reader is otherwise
+	// MaxSeries is the capacity of the in-kernel table of series
+	// (process, role, method, status, path) of the current and the previous
+	// interval (default 8192); exchanges of a new series are lost (Stats)
+	// while it is full.
+	MaxSeries int
+	// PollInterval bounds how long observed exchanges wait in the ring
+	// before the observer sees them (default 100ms). The reader is otherwise
 	// woken only when a quarter of the ring is filled, which keeps the
 	// cost per request low under load.
 	PollInterval time.Duration
@@ -85,6 +93,7 @@ func (o *Options) setDefaults() error {
 	o.MaxPathsPerProcess = cmp.Or(o.MaxPathsPerProcess, 100)
 	o.MaxPIDs = cmp.Or(o.MaxPIDs, 4096)
 	o.MaxConnections = cmp.Or(o.MaxConnections, 16384)
+	o.MaxSeries = cmp.Or(o.MaxSeries, 8192)
 	o.RingBufferBytes = cmp.Or(o.RingBufferBytes, 2<<20)
 	o.PollInterval = cmp.Or(o.PollInterval, 100*time.Millisecond)
 	var errs []error
@@ -96,6 +105,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxConnections < 1 || o.MaxConnections > 1<<22 {
 		errs = append(errs, fmt.Errorf("max_connections: %d is out of range [1, 4194304]", o.MaxConnections))
+	}
+	if o.MaxSeries < 1 || o.MaxSeries > 1<<20 {
+		errs = append(errs, fmt.Errorf("max_series: %d is out of range [1, 1048576]", o.MaxSeries))
 	}
 	if n := o.RingBufferBytes; n < 64<<10 || n > 1<<30 || n&(n-1) != 0 {
 		errs = append(errs, fmt.Errorf("ring_buffer_bytes: %d is not a power of two in [64KiB, 1GiB]", n))
@@ -113,9 +125,10 @@ func (o *Options) setDefaults() error {
 
 // Stats are cumulative counters since Open.
 type Stats struct {
-	// Exchanges is the number of completed exchanges the kernel sent.
+	// Exchanges is the number of completed exchanges the kernel counted.
 	Exchanges uint64
-	// Lost exchanges were completed but dropped: the ring buffer was full.
+	// Lost exchanges were completed but not counted (the series table was
+	// full) or not sent to the observer (the ring buffer was full).
 	Lost uint64
 	// UnmatchedRequests were replaced by another request, or their
 	// connection closed, before a response was seen (e.g. pipelining).
@@ -141,12 +154,14 @@ type Monitor struct {
 
 	pidLimit uint32 // PIDs must be below this: the filter's size
 
-	mu      sync.Mutex
-	closed  bool
-	pids    map[uint32]struct{}
-	words   map[uint32]uint64 // the filter's non-zero words, as written
-	procs   map[uint32]*procState
-	dropped uint64
+	mu       sync.Mutex
+	closed   bool
+	pids     map[uint32]struct{}
+	targets  pidBitmap // the PID filter
+	observed pidBitmap // processes whose exchanges go to the observer
+	procs    map[uint32]*procState
+	dropped  uint64
+	epoch    uint32 // the interval the kernel counts in (agg_epoch)
 	// observer sees each exchange (SetObserver); called under mu.
 	observer func(Exchange)
 }
@@ -164,6 +179,8 @@ func Open(opts Options) (_ *Monitor, err error) {
 	cfg := bpfhttpmon.Config{
 		PIDLimit:        pidLimit,
 		MaxConns:        uint32(opts.MaxConnections),
+		MaxSeries:       uint32(opts.MaxSeries),
+		BoundsNs:        boundsNs(),
 		RingBufferBytes: uint32(opts.RingBufferBytes),
 		WakeupBytes:     uint64(opts.RingBufferBytes / 4),
 	}
@@ -175,7 +192,6 @@ func Open(opts Options) (_ *Monitor, err error) {
 	m := &Monitor{
 		opts:     opts,
 		pidLimit: pidLimit,
-		words:    map[uint32]uint64{},
 		pids:     map[uint32]struct{}{},
 		procs:    map[uint32]*procState{},
 	}
@@ -225,6 +241,8 @@ func Open(opts Options) (_ *Monitor, err error) {
 		return nil, privilegeHint(err)
 	}
 
+	m.targets = pidBitmap{m: m.objs.TargetPids, words: map[uint32]uint64{}}
+	m.observed = pidBitmap{m: m.objs.ObservedPids, words: map[uint32]uint64{}}
 	m.rd, err = ringread.Start(m.objs.Events, m.opts.PollInterval, m.handle)
 	if err != nil {
 		return nil, fmt.Errorf("http monitor: open ring buffer reader: %w", err)
@@ -383,8 +401,7 @@ func (m *Monitor) addLocked(pid uint32) error {
 	if len(m.pids) >= m.opts.MaxPIDs {
 		return fmt.Errorf("http monitor: add pid %d: already monitoring max_pids (%d) processes", pid, m.opts.MaxPIDs)
 	}
-	idx, bit := bpfhttpmon.PIDWord(pid)
-	if err := m.setWord(idx, m.words[idx]|bit); err != nil {
+	if err := m.targets.set(pid, true); err != nil {
 		return fmt.Errorf("http monitor: add pid %d: %w", pid, err)
 	}
 	m.pids[pid] = struct{}{}
@@ -401,25 +418,85 @@ func (m *Monitor) removeLocked(pid uint32) error {
 	if ps, ok := m.procs[pid]; ok {
 		ps.removed = true
 	}
-	idx, bit := bpfhttpmon.PIDWord(pid)
-	if err := m.setWord(idx, m.words[idx]&^bit); err != nil {
+	if err := m.targets.set(pid, false); err != nil {
 		return fmt.Errorf("http monitor: remove pid %d: %w", pid, err)
 	}
 	return nil
 }
 
-func (m *Monitor) setWord(idx uint32, w uint64) error {
-	if err := m.objs.TargetPids.Update(idx, w, ebpf.UpdateAny); err != nil {
-		return err
+// SetObservedPIDs makes pids the exact set of processes whose exchanges,
+// while they are monitored, are also sent one by one to the observer
+// (SetObserver). The others' exchanges are only counted, in the kernel:
+// the cheap path.
+func (m *Monitor) SetObservedPIDs(pids []int) error {
+	want := make(map[uint32]bool, len(pids))
+	for _, p := range pids {
+		if p <= 0 || uint32(p) >= m.pidLimit {
+			return fmt.Errorf("http monitor: observed pid %d is not a PID below pid_max (%d)", p, m.pidLimit)
+		}
+		want[uint32(p)] = true
 	}
-	if w == 0 {
-		delete(m.words, idx)
-	} else {
-		m.words[idx] = w
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	var errs []error
+	for p := range m.observed.pids() {
+		if !want[p] {
+			errs = append(errs, m.observed.set(p, false))
+		}
+	}
+	for p := range want {
+		errs = append(errs, m.observed.set(p, true))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("http monitor: observed pids: %w", err)
 	}
 	return nil
 }
 
+// pidBitmap is a PID bitmap map of the programs (PIDWord) and the non-zero
+// words as written.
+type pidBitmap struct {
+	m     *ebpf.Map
+	words map[uint32]uint64
+}
+
+func (b *pidBitmap) set(pid uint32, on bool) error {
+	idx, bit := bpfhttpmon.PIDWord(pid)
+	w := b.words[idx] &^ bit
+	if on {
+		w |= bit
+	}
+	if w == b.words[idx] {
+		return nil
+	}
+	if err := b.m.Update(idx, w, ebpf.UpdateAny); err != nil {
+		return err
+	}
+	if w == 0 {
+		delete(b.words, idx)
+	} else {
+		b.words[idx] = w
+	}
+	return nil
+}
+
+// pids are the PIDs set.
+func (b *pidBitmap) pids() map[uint32]bool {
+	out := map[uint32]bool{}
+	for idx, w := range b.words {
+		for i := range uint32(64) {
+			if w&(1<<i) != 0 {
+				out[idx*64+i] = true
+			}
+		}
+	}
+	return out
+}
+
+// handle passes an observed exchange to the observer.
 func (m *Monitor) handle(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -429,21 +506,15 @@ func (m *Monitor) handle(b []byte) {
 		m.dropped++
 		return
 	}
-	pid := le32(b[16:])
-	if _, ok := m.pids[pid]; !ok {
-		m.dropped++
-		return
-	}
-	ps := m.procs[pid]
-	if ps == nil {
-		ps = newProcState()
-		m.procs[pid] = ps
-	}
-	ps.add(b, m.opts.MaxPathsPerProcess)
-	if m.observer != nil {
+	// Counted in the histograms already; only the observer is left.
+	if _, ok := m.pids[le32(b[16:])]; ok && m.observer != nil {
 		m.observer(decodeExchange(b))
 	}
 }
+
+// settleDelay is how long Drain waits, after flipping the interval, for
+// programs that read the old one to finish; they run for microseconds.
+const settleDelay = 2 * time.Millisecond
 
 // Drain returns what each monitored process did since the previous Drain
 // and starts a new interval. Processes without completed exchanges are
@@ -457,10 +528,38 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 	if closed {
 		return nil
 	}
+	// The observer first: it sees what completed before the call too.
 	m.rd.Sync(m.opts.PollInterval + time.Second)
+
+	// The programs count in the other interval from now on; the old one is
+	// stable once those in flight have finished.
+	old := m.epoch
+	m.epoch ^= 1
+	if err := m.objs.AggEpoch.Update(uint32(0), m.epoch, ebpf.UpdateExist); err != nil {
+		m.epoch = old
+		return map[int]*ProcessHTTP{}
+	}
+	time.Sleep(settleDelay)
+	byPID := m.takeAggs(uint8(old))
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for pid, es := range byPID {
+		ps := m.procs[pid]
+		if ps == nil {
+			if _, ok := m.pids[pid]; !ok {
+				// Not monitored, nor removed since the last Drain: an
+				// exchange that passed the filter as the PID was removed.
+				for _, e := range es {
+					m.dropped += e.h.Count
+				}
+				continue
+			}
+			ps = newProcState()
+			m.procs[pid] = ps
+		}
+		ps.add(es, m.opts.MaxPathsPerProcess)
+	}
 	out := map[int]*ProcessHTTP{}
 	for pid, ps := range m.procs {
 		if ph := ps.drain(int(pid)); ph != nil {
@@ -471,6 +570,35 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 		}
 	}
 	return out
+}
+
+// takeAggs reads and deletes the kernel's series of interval epoch, by
+// process.
+func (m *Monitor) takeAggs(epoch uint8) map[uint32][]aggEntry {
+	byPID := map[uint32][]aggEntry{}
+	var (
+		key    bpfhttpmon.AggKey
+		values []bpfhttpmon.AggValue
+		done   []bpfhttpmon.AggKey
+	)
+	// Deleted after the walk: deleting under the iterator would restart it.
+	it := m.objs.Aggs.Iterate()
+	for it.Next(&key, &values) {
+		if key.Epoch != epoch {
+			continue
+		}
+		done = append(done, key)
+		e := entryOf(&key, values)
+		if e.h.Count > 0 {
+			byPID[key.Tgid] = append(byPID[key.Tgid], e)
+		}
+	}
+	// Nothing else deletes them: an error would be a kernel refusal, and
+	// the entry is read again (as the old epoch) two Drains later.
+	for i := range done {
+		_ = m.objs.Aggs.Delete(&done[i])
+	}
+	return byPID
 }
 
 // Stats returns the cumulative counters.

@@ -456,12 +456,15 @@ func TestClientTimeoutIsUnmatched(t *testing.T) {
 	}
 }
 
-// An observer sees every exchange with its PID, FD, role and status, as
-// network tasks need to attribute exchanges to peers.
+// An observer sees every exchange of an observed process with its PID, FD,
+// role and status, as network tasks need to attribute exchanges to peers.
 func TestObserverSeesExchanges(t *testing.T) {
 	requireEBPF(t)
 	srv := startServer(t, goServer(t), "-sleep", "1ms")
 	m := openMonitor(t, Options{})
+	if err := m.SetObservedPIDs([]int{srv.pid()}); err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	var seen []Exchange
 	m.SetObserver(func(ex Exchange) {
