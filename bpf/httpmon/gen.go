@@ -4,4 +4,4 @@
 // `go build` needs no clang.
 package httpmon
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64,arm64 -tags linux -type http_event -type agg_key -type agg_value httpmon httpmon.c -- -I../headers -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64,arm64 -tags linux -type http_event -type agg_key -type agg_key_short -type agg_value httpmon httpmon.c -- -I../headers -O2 -g -Wall -Werror

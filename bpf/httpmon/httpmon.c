@@ -101,6 +101,19 @@ struct agg_key {
 	char path[PATH_LEN];
 };
 
+// The key of aggs_short: an agg_key of a path ≤ PATH_SHORT bytes stops
+// there (the same bytes; lookups pass the agg_key).
+struct agg_key_short {
+	__u32 tgid;
+	__u16 status;
+	__u8 role;
+	__u8 method;
+	__u8 path_len;
+	__u8 epoch;
+	__u8 _pad[6];
+	char path[PATH_SHORT];
+};
+
 // What a series counted on one CPU: durations in ns, buckets over
 // bounds_ns (the last one counts those above every bound).
 struct agg_value {
@@ -147,6 +160,17 @@ struct {
 	__type(value, struct agg_value);
 } aggs SEC(".maps");
 
+// Series of paths ≤ PATH_SHORT bytes (most): a 40-byte key to hash and
+// compare instead of 144.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
+	__type(key, struct agg_key_short);
+	__type(value, struct agg_value);
+} aggs_short SEC(".maps");
+_Static_assert(sizeof(struct agg_key_short) == __builtin_offsetof(struct agg_key, path) + PATH_SHORT, "agg_key_short");
+
 // agg_epoch[0] is the interval exchanges are counted in (a map, not a
 // global: a mapped .bss would outlive Close until the GC unmaps it).
 struct {
@@ -188,6 +212,7 @@ _Static_assert(__builtin_offsetof(struct http_event, path) == EVENT_HEAD, "EVENT
 // Force the types into BTF for bpf2go -type.
 const struct http_event *unused_http_event __attribute__((unused));
 const struct agg_key *unused_agg_key __attribute__((unused));
+const struct agg_key_short *unused_agg_key_short __attribute__((unused));
 const struct agg_value *unused_agg_value __attribute__((unused));
 
 static __always_inline int is_inbound(__u32 nr)
@@ -380,17 +405,17 @@ static __always_inline int emit(struct conn_key *key, struct conn_state *s, __u6
 }
 
 // count adds an exchange of duration dur, completed at now, to the series
-// s->key names (status and epoch set by the caller); -1 when the table is
-// full.
-static __always_inline int count(struct conn_state *s, __u64 now, __u64 dur)
+// s->key names (status and epoch set by the caller) in map (aggs or
+// aggs_short); -1 when the table is full.
+static __always_inline int count(void *map, struct conn_state *s, __u64 now, __u64 dur)
 {
-	struct agg_value *v = bpf_map_lookup_elem(&aggs, &s->key);
+	struct agg_value *v = bpf_map_lookup_elem(map, &s->key);
 
 	if (!v) {
-		long err = bpf_map_update_elem(&aggs, &s->key, &zero_agg, BPF_NOEXIST);
+		long err = bpf_map_update_elem(map, &s->key, &zero_agg, BPF_NOEXIST);
 		if (err && err != -EEXIST)
 			return -1;
-		v = bpf_map_lookup_elem(&aggs, &s->key);
+		v = bpf_map_lookup_elem(map, &s->key);
 		if (!v)
 			return -1;
 	}
@@ -432,7 +457,8 @@ static __always_inline void on_response(struct conn_key *key, int inbound, int s
 	__u32 zero = 0;
 	__u32 *epoch = bpf_map_lookup_elem(&agg_epoch, &zero);
 	s->key.epoch = epoch ? *epoch : 0;
-	int err = count(s, now, now - s->start_ns);
+	__u64 dur = now - s->start_ns;
+	int err = s->key.path_len <= PATH_SHORT ? count(&aggs_short, s, now, dur) : count(&aggs, s, now, dur);
 	if (is_observed(key->tgid)) {
 		__u8 path_len = s->key.path_len;
 		// Most paths are short: their record stops after PATH_SHORT bytes

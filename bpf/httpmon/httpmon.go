@@ -18,6 +18,17 @@ type Event = httpmonHttpEvent
 // aggs map; the path is zero past PathLen.
 type AggKey = httpmonAggKey
 
+// AggKeyShort is the key of the series of paths up to ShortPathLen bytes
+// (the aggs_short map): an AggKey cut after them.
+type AggKeyShort = httpmonAggKeyShort
+
+// Long is the key as an AggKey.
+func (k *AggKeyShort) Long() AggKey {
+	l := AggKey{Tgid: k.Tgid, Status: k.Status, Role: k.Role, Method: k.Method, PathLen: k.PathLen, Epoch: k.Epoch}
+	copy(l.Path[:], k.Path[:])
+	return l
+}
+
 // AggValue is what one CPU counted for a series: durations in ns, buckets
 // over Config.BoundsNs (the last counts those above every bound).
 type AggValue = httpmonAggValue
@@ -98,9 +109,9 @@ type Config struct {
 	// namespace; zero means the initial namespace (the fast path).
 	PIDNamespaceDev uint64
 	PIDNamespaceIno uint64
-	// MaxSeries is the capacity of the in-kernel aggregation table: the
-	// series (process, role, method, status, path) of the current and the
-	// previous interval.
+	// MaxSeries is the capacity of each in-kernel aggregation table (one
+	// for short paths, one for long): the series (process, role, method,
+	// status, path) of the current and the previous interval.
 	MaxSeries uint32
 	// BoundsNs are the histogram bucket bounds in ns, ascending.
 	BoundsNs [NumBounds]uint64
@@ -132,6 +143,7 @@ func Load(cfg Config) (*Objects, error) {
 			httpmonMapTargetPids:   (cfg.PIDLimit + 63) / 64,
 			httpmonMapObservedPids: (cfg.PIDLimit + 63) / 64,
 			httpmonMapAggs:         cfg.MaxSeries,
+			httpmonMapAggsShort:    cfg.MaxSeries,
 			httpmonMapConns:        cfg.MaxConns,
 			httpmonMapEvents:       cfg.RingBufferBytes,
 		},

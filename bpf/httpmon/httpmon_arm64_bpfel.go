@@ -25,6 +25,18 @@ type httpmonAggKey struct {
 	Path    [128]int8
 }
 
+type httpmonAggKeyShort struct {
+	_       structs.HostLayout
+	Tgid    uint32
+	Status  uint16
+	Role    uint8
+	Method  uint8
+	PathLen uint8
+	Epoch   uint8
+	Pad     [6]uint8
+	Path    [24]int8
+}
+
 type httpmonAggValue struct {
 	_       structs.HostLayout
 	Count   uint64
@@ -67,25 +79,27 @@ type httpmonHttpEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	httpmonMapAggEpoch        = "agg_epoch"
-	httpmonMapAggs            = "aggs"
-	httpmonMapConns           = "conns"
-	httpmonMapEvents          = "events"
-	httpmonMapObservedPids    = "observed_pids"
-	httpmonMapStats           = "stats"
-	httpmonMapTargetPids      = "target_pids"
-	httpmonProgRawSysExit     = "raw_sys_exit"
-	httpmonProgSockRecv       = "sock_recv"
-	httpmonProgSockSend       = "sock_send"
-	httpmonProgSockState      = "sock_state"
-	httpmonProgSysExitIo      = "sys_exit_io"
-	httpmonVarBoundsNs        = "bounds_ns"
-	httpmonVarPidnsDev        = "pidns_dev"
-	httpmonVarPidnsIno        = "pidns_ino"
-	httpmonVarUnusedAggKey    = "unused_agg_key"
-	httpmonVarUnusedAggValue  = "unused_agg_value"
-	httpmonVarUnusedHttpEvent = "unused_http_event"
-	httpmonVarWakeupBytes     = "wakeup_bytes"
+	httpmonMapAggEpoch          = "agg_epoch"
+	httpmonMapAggs              = "aggs"
+	httpmonMapAggsShort         = "aggs_short"
+	httpmonMapConns             = "conns"
+	httpmonMapEvents            = "events"
+	httpmonMapObservedPids      = "observed_pids"
+	httpmonMapStats             = "stats"
+	httpmonMapTargetPids        = "target_pids"
+	httpmonProgRawSysExit       = "raw_sys_exit"
+	httpmonProgSockRecv         = "sock_recv"
+	httpmonProgSockSend         = "sock_send"
+	httpmonProgSockState        = "sock_state"
+	httpmonProgSysExitIo        = "sys_exit_io"
+	httpmonVarBoundsNs          = "bounds_ns"
+	httpmonVarPidnsDev          = "pidns_dev"
+	httpmonVarPidnsIno          = "pidns_ino"
+	httpmonVarUnusedAggKey      = "unused_agg_key"
+	httpmonVarUnusedAggKeyShort = "unused_agg_key_short"
+	httpmonVarUnusedAggValue    = "unused_agg_value"
+	httpmonVarUnusedHttpEvent   = "unused_http_event"
+	httpmonVarWakeupBytes       = "wakeup_bytes"
 )
 
 // loadHttpmon returns the embedded CollectionSpec for httpmon.
@@ -143,6 +157,7 @@ type httpmonProgramSpecs struct {
 type httpmonMapSpecs struct {
 	AggEpoch     *ebpf.MapSpec `ebpf:"agg_epoch"`
 	Aggs         *ebpf.MapSpec `ebpf:"aggs"`
+	AggsShort    *ebpf.MapSpec `ebpf:"aggs_short"`
 	Conns        *ebpf.MapSpec `ebpf:"conns"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ObservedPids *ebpf.MapSpec `ebpf:"observed_pids"`
@@ -154,13 +169,14 @@ type httpmonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpmonVariableSpecs struct {
-	BoundsNs        *ebpf.VariableSpec `ebpf:"bounds_ns"`
-	PidnsDev        *ebpf.VariableSpec `ebpf:"pidns_dev"`
-	PidnsIno        *ebpf.VariableSpec `ebpf:"pidns_ino"`
-	UnusedAggKey    *ebpf.VariableSpec `ebpf:"unused_agg_key"`
-	UnusedAggValue  *ebpf.VariableSpec `ebpf:"unused_agg_value"`
-	UnusedHttpEvent *ebpf.VariableSpec `ebpf:"unused_http_event"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	BoundsNs          *ebpf.VariableSpec `ebpf:"bounds_ns"`
+	PidnsDev          *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno          *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	UnusedAggKey      *ebpf.VariableSpec `ebpf:"unused_agg_key"`
+	UnusedAggKeyShort *ebpf.VariableSpec `ebpf:"unused_agg_key_short"`
+	UnusedAggValue    *ebpf.VariableSpec `ebpf:"unused_agg_value"`
+	UnusedHttpEvent   *ebpf.VariableSpec `ebpf:"unused_http_event"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // httpmonObjects contains all objects after they have been loaded into the kernel.
@@ -185,6 +201,7 @@ func (o *httpmonObjects) Close() error {
 type httpmonMaps struct {
 	AggEpoch     *ebpf.Map `ebpf:"agg_epoch"`
 	Aggs         *ebpf.Map `ebpf:"aggs"`
+	AggsShort    *ebpf.Map `ebpf:"aggs_short"`
 	Conns        *ebpf.Map `ebpf:"conns"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ObservedPids *ebpf.Map `ebpf:"observed_pids"`
@@ -196,6 +213,7 @@ func (m *httpmonMaps) Close() error {
 	return _HttpmonClose(
 		m.AggEpoch,
 		m.Aggs,
+		m.AggsShort,
 		m.Conns,
 		m.Events,
 		m.ObservedPids,
@@ -208,13 +226,14 @@ func (m *httpmonMaps) Close() error {
 //
 // It can be passed to loadHttpmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpmonVariables struct {
-	BoundsNs        *ebpf.Variable `ebpf:"bounds_ns"`
-	PidnsDev        *ebpf.Variable `ebpf:"pidns_dev"`
-	PidnsIno        *ebpf.Variable `ebpf:"pidns_ino"`
-	UnusedAggKey    *ebpf.Variable `ebpf:"unused_agg_key"`
-	UnusedAggValue  *ebpf.Variable `ebpf:"unused_agg_value"`
-	UnusedHttpEvent *ebpf.Variable `ebpf:"unused_http_event"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	BoundsNs          *ebpf.Variable `ebpf:"bounds_ns"`
+	PidnsDev          *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno          *ebpf.Variable `ebpf:"pidns_ino"`
+	UnusedAggKey      *ebpf.Variable `ebpf:"unused_agg_key"`
+	UnusedAggKeyShort *ebpf.Variable `ebpf:"unused_agg_key_short"`
+	UnusedAggValue    *ebpf.Variable `ebpf:"unused_agg_value"`
+	UnusedHttpEvent   *ebpf.Variable `ebpf:"unused_http_event"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // httpmonPrograms contains all programs after they have been loaded into the kernel.

@@ -576,29 +576,47 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 // process.
 func (m *Monitor) takeAggs(epoch uint8) map[uint32][]aggEntry {
 	byPID := map[uint32][]aggEntry{}
-	var (
-		key    bpfhttpmon.AggKey
-		values []bpfhttpmon.AggValue
-		done   []bpfhttpmon.AggKey
-	)
-	// Deleted after the walk: deleting under the iterator would restart it.
-	it := m.objs.Aggs.Iterate()
-	for it.Next(&key, &values) {
-		if key.Epoch != epoch {
-			continue
-		}
-		done = append(done, key)
-		e := entryOf(&key, values)
-		if e.h.Count > 0 {
+	add := func(key *bpfhttpmon.AggKey, values []bpfhttpmon.AggValue) {
+		if e := entryOf(key, values); e.h.Count > 0 {
 			byPID[key.Tgid] = append(byPID[key.Tgid], e)
+		}
+	}
+	takeEpoch(m.objs.AggsShort, epoch, func(k *bpfhttpmon.AggKeyShort, v []bpfhttpmon.AggValue) uint8 {
+		if k.Epoch == epoch {
+			long := k.Long()
+			add(&long, v)
+		}
+		return k.Epoch
+	})
+	takeEpoch(m.objs.Aggs, epoch, func(k *bpfhttpmon.AggKey, v []bpfhttpmon.AggValue) uint8 {
+		if k.Epoch == epoch {
+			add(k, v)
+		}
+		return k.Epoch
+	})
+	return byPID
+}
+
+// takeEpoch walks the series map mp, passing each entry to fn, which
+// returns its epoch; the entries of epoch are deleted after the walk
+// (deleting under the iterator would restart it).
+func takeEpoch[K any](mp *ebpf.Map, epoch uint8, fn func(*K, []bpfhttpmon.AggValue) uint8) {
+	var (
+		key    K
+		values []bpfhttpmon.AggValue
+		done   []K
+	)
+	it := mp.Iterate()
+	for it.Next(&key, &values) {
+		if fn(&key, values) == epoch {
+			done = append(done, key)
 		}
 	}
 	// Nothing else deletes them: an error would be a kernel refusal, and
 	// the entry is read again (as the old epoch) two Drains later.
 	for i := range done {
-		_ = m.objs.Aggs.Delete(&done[i])
+		_ = mp.Delete(&done[i])
 	}
-	return byPID
 }
 
 // Stats returns the cumulative counters.
