@@ -2,9 +2,11 @@ package ebpfprocessreceiver
 
 import (
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,5 +115,69 @@ func TestHTTPMonitorNeverForNetworkTasks(t *testing.T) {
 	defer release()
 	if h.mon != nil {
 		t.Fatal(`monitor loaded for a network task under http.monitor "never"`)
+	}
+}
+
+// Only the network tasks' processes send their exchanges one by one (to
+// the hub, for per-peer attribution); every monitored process gets its
+// histograms, counted in the kernel, and a task's process keeps them while
+// observed and after the task ends.
+func TestHTTPMonitorObservesOnlyTaskProcesses(t *testing.T) {
+	requireEBPF(t)
+	taskPID, taskURL := startHTTPServer(t)
+	otherPID, otherURL := startHTTPServer(t)
+	var hub exchangeHub
+	var mu sync.Mutex
+	seen := map[int]int{}
+	defer hub.subscribe(func(ex httpmon.Exchange) {
+		mu.Lock()
+		seen[ex.PID]++
+		mu.Unlock()
+	})()
+	h := newTestHTTPMonitor(HTTPConfig{Monitor: HTTPMonitorAlways, MaxPathsPerProcess: 100}, &hub)
+	defer h.close()
+	pids := []int{min(taskPID, otherPID), max(taskPID, otherPID)}
+	h.sync(time.Now(), nil, pids)
+	release := h.acquire([]int{taskPID})
+
+	get := func(url string, n int) {
+		for range n {
+			resp, err := http.Get(url + "/work")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	counted := func() map[int]uint64 {
+		out := map[int]uint64{}
+		for pid, ph := range h.sync(time.Now(), nil, pids) {
+			for _, s := range ph.Server {
+				out[pid] += s.Count
+			}
+		}
+		return out
+	}
+	get(taskURL, 10)
+	get(otherURL, 10)
+	got := counted()
+	mu.Lock()
+	observed := maps.Clone(seen)
+	mu.Unlock()
+	if got[taskPID] != 10 || got[otherPID] != 10 {
+		t.Errorf("histogram counts %v, want 10 for the task's process %d and 10 for the other %d", got, taskPID, otherPID)
+	}
+	if observed[taskPID] != 10 || observed[otherPID] != 0 {
+		t.Errorf("exchanges at the hub %v, want 10 of the task's process %d and none of %d", observed, taskPID, otherPID)
+	}
+
+	release()
+	get(taskURL, 5)
+	got = counted()
+	mu.Lock()
+	defer mu.Unlock()
+	if got[taskPID] != 5 || seen[taskPID] != 10 {
+		t.Errorf("after the task: histogram count %d (want 5), exchanges at the hub %d (want still 10)", got[taskPID], seen[taskPID])
 	}
 }
