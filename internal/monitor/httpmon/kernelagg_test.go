@@ -4,7 +4,9 @@ package httpmon
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -141,4 +143,70 @@ func mapKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The socket flavour takes a TCP receive's time from the socket's clock
+// cache (refreshed by that receive) instead of reading the clock: the
+// durations it measures equal those of the tracepoint flavour, which reads
+// the clock, on the same exchanges. A cache not refreshed by the receive
+// would date the request back to the previous exchange (the client pauses
+// 3 ms between requests).
+func TestSockClockMatchesSyscallClock(t *testing.T) {
+	requireEBPF(t)
+	srv := startServer(t, goServer(t), "-sleep", "1ms")
+	self := os.Getpid()
+	var mu sync.Mutex
+	got := map[string][]Exchange{}
+	for _, attach := range []string{AttachSock, AttachTracepoint} {
+		m := openMonitor(t, Options{Attach: attach})
+		m.SetObserver(func(ex Exchange) {
+			mu.Lock()
+			got[attach] = append(got[attach], ex)
+			mu.Unlock()
+		})
+		if err := m.SetPIDs([]int{srv.pid(), self}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetObservedPIDs([]int{srv.pid(), self}); err != nil {
+			t.Fatal(err)
+		}
+		defer m.Drain()
+	}
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	const n = 50
+	for range n {
+		resp, err := client.Get(srv.url + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(3 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the readers poll every 100 ms
+	mu.Lock()
+	defer mu.Unlock()
+	for _, client := range []bool{false, true} {
+		var durs [2][]time.Duration
+		for i, attach := range []string{AttachSock, AttachTracepoint} {
+			for _, ex := range got[attach] {
+				if ex.Client == client {
+					durs[i] = append(durs[i], ex.Duration)
+				}
+			}
+		}
+		if len(durs[0]) != n || len(durs[1]) != n {
+			t.Fatalf("client %v: %d and %d exchanges (sock, tracepoint), want %d each", client, len(durs[0]), len(durs[1]), n)
+		}
+		var worst time.Duration
+		for i := range n {
+			worst = max(worst, (durs[0][i] - durs[1][i]).Abs())
+		}
+		t.Logf("client %v: largest difference %v", client, worst)
+		if worst > time.Millisecond {
+			t.Errorf("client %v: the flavours' durations differ by up to %v", client, worst)
+		}
+	}
 }
