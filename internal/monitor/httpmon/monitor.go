@@ -162,6 +162,7 @@ type Monitor struct {
 	procs    map[uint32]*procState
 	dropped  uint64
 	epoch    uint32 // the interval the kernel counts in (agg_epoch)
+	grace    *graceWaiter
 	// observer sees each exchange (SetObserver); called under mu.
 	observer func(Exchange)
 }
@@ -241,6 +242,9 @@ func Open(opts Options) (_ *Monitor, err error) {
 		return nil, privilegeHint(err)
 	}
 
+	if m.grace, err = newGraceWaiter(); err != nil {
+		return nil, fmt.Errorf("http monitor: %w", err)
+	}
 	m.targets = pidBitmap{m: m.objs.TargetPids, words: map[uint32]uint64{}}
 	m.observed = pidBitmap{m: m.objs.ObservedPids, words: map[uint32]uint64{}}
 	m.rd, err = ringread.Start(m.objs.Events, m.opts.PollInterval, m.handle)
@@ -512,10 +516,6 @@ func (m *Monitor) handle(b []byte) {
 	}
 }
 
-// settleDelay is how long Drain waits, after flipping the interval, for
-// programs that read the old one to finish; they run for microseconds.
-const settleDelay = 2 * time.Millisecond
-
 // Drain returns what each monitored process did since the previous Drain
 // and starts a new interval. Processes without completed exchanges are
 // left out. Everything the kernel completed before the call is included.
@@ -539,7 +539,9 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 		m.epoch = old
 		return map[int]*ProcessHTTP{}
 	}
-	time.Sleep(settleDelay)
+	if err := m.grace.wait(); err != nil {
+		time.Sleep(10 * time.Millisecond) // programs run for microseconds
+	}
 	byPID := m.takeAggs(uint8(old))
 
 	m.mu.Lock()
@@ -670,6 +672,9 @@ func (m *Monitor) release() error {
 	}
 	if m.objs != nil {
 		errs = append(errs, m.objs.Close())
+	}
+	if m.grace != nil {
+		errs = append(errs, m.grace.close())
 	}
 	return errors.Join(errs...)
 }
