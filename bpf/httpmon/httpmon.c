@@ -155,23 +155,19 @@ EVENT_RING(1 << 21);
 // no record per exchange leaves the kernel. User space flips agg_epoch,
 // waits for programs in flight, then reads and deletes the old epoch's
 // entries. Not preallocated: the entries of one interval's series.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 8192);
-	__type(key, struct agg_key);
-	__type(value, struct agg_value);
-} aggs SEC(".maps");
+#define AGG_MAP(name, key_type)                         \
+	struct {                                        \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH); \
+		__uint(map_flags, BPF_F_NO_PREALLOC);   \
+		__uint(max_entries, 8192);              \
+		__type(key, key_type);                  \
+		__type(value, struct agg_value);        \
+	} name SEC(".maps")
 
+AGG_MAP(aggs, struct agg_key);
 // Series of paths ≤ PATH_SHORT bytes (most): a 40-byte key to hash and
 // compare instead of 144.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 8192);
-	__type(key, struct agg_key_short);
-	__type(value, struct agg_value);
-} aggs_short SEC(".maps");
+AGG_MAP(aggs_short, struct agg_key_short);
 _Static_assert(sizeof(struct agg_key_short) == __builtin_offsetof(struct agg_key, path) + PATH_SHORT, "agg_key_short");
 
 // agg_epoch[0] is the interval exchanges are counted in (a map, not a
