@@ -19,8 +19,8 @@ import (
 // Whole-collector benchmarks: the real distribution, measured from outside
 // as a user would. On a shared machine one figure means little, so each
 // benchmark runs CONTPROF_BENCH_ROUNDS rounds (default 3) and, when
-// CONTPROF_BENCH_BASELINE names another otelcol-contprof binary, alternates
-// it with this build round by round: both see the same load.
+// CONTPROF_BENCH_BASELINE names other otelcol-contprof binaries, alternates
+// them with this build round by round: all see the same load.
 
 func benchRounds(b *testing.B) int { return benchenv.Int(b, "CONTPROF_BENCH_ROUNDS", 3) }
 
@@ -29,14 +29,28 @@ func benchRounds(b *testing.B) int { return benchenv.Int(b, "CONTPROF_BENCH_ROUN
 func benchSeconds(b *testing.B) int { return benchenv.Int(b, "CONTPROF_BENCH_SECONDS", 30) }
 
 // benchBinaries lists the builds to compare: this one ("new") and the
-// baseline ("base") when set.
+// baselines of CONTPROF_BENCH_BASELINE, a comma-separated list of paths,
+// each optionally named (name=path; an unnamed one is "base"). A baseline
+// may be a script that execs a binary with other settings (e.g. GOGC),
+// since the figures are taken from the process it starts as.
 func benchBinaries(b *testing.B) []struct{ name, path string } {
 	bins := []struct{ name, path string }{{"new", collectorBinary(b)}}
-	if base := os.Getenv("CONTPROF_BENCH_BASELINE"); base != "" {
-		if _, err := os.Stat(base); err != nil {
-			b.Fatalf("CONTPROF_BENCH_BASELINE: %v", err)
+	list := os.Getenv("CONTPROF_BENCH_BASELINE")
+	if list == "" {
+		return bins
+	}
+	for _, entry := range strings.Split(list, ",") {
+		name, path, named := strings.Cut(entry, "=")
+		if !named {
+			name, path = "base", entry
 		}
-		bins = append(bins, struct{ name, path string }{"base", base})
+		if _, err := os.Stat(path); err != nil {
+			b.Fatalf("CONTPROF_BENCH_BASELINE %q: %v", entry, err)
+		}
+		if slices.ContainsFunc(bins, func(x struct{ name, path string }) bool { return x.name == name }) {
+			b.Fatalf("CONTPROF_BENCH_BASELINE %q: name %q used twice", entry, name)
+		}
+		bins = append(bins, struct{ name, path string }{name, path})
 	}
 	return bins
 }
