@@ -162,7 +162,7 @@ type Monitor struct {
 	procs    map[uint32]*procState
 	dropped  uint64
 	epoch    uint32 // the interval the kernel counts in (agg_epoch)
-	grace    *graceWaiter
+	grace    *bpfload.Grace
 	// observer sees each exchange (SetObserver); called under mu.
 	observer func(Exchange)
 }
@@ -242,7 +242,7 @@ func Open(opts Options) (_ *Monitor, err error) {
 		return nil, privilegeHint(err)
 	}
 
-	if m.grace, err = newGraceWaiter(); err != nil {
+	if m.grace, err = bpfload.NewGrace(); err != nil {
 		return nil, fmt.Errorf("http monitor: %w", err)
 	}
 	m.targets = pidBitmap{m: m.objs.TargetPids, words: map[uint32]uint64{}}
@@ -539,7 +539,7 @@ func (m *Monitor) Drain() map[int]*ProcessHTTP {
 		m.epoch = old
 		return map[int]*ProcessHTTP{}
 	}
-	if err := m.grace.wait(); err != nil {
+	if err := m.grace.Wait(); err != nil {
 		time.Sleep(10 * time.Millisecond) // programs run for microseconds
 	}
 	byPID := m.takeAggs(uint8(old))
@@ -674,7 +674,7 @@ func (m *Monitor) release() error {
 		errs = append(errs, m.objs.Close())
 	}
 	if m.grace != nil {
-		errs = append(errs, m.grace.close())
+		errs = append(errs, m.grace.Close())
 	}
 	return errors.Join(errs...)
 }

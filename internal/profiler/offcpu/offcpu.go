@@ -150,11 +150,12 @@ func Open(opts Options) (_ *Profiler, err error) {
 	if err != nil {
 		return nil, privilegeHint(err)
 	}
-	k := &kernel{objs: objs, minBlock: opts.MinBlock, buf: stackprof.Buffers{
-		Counts: [2]*ebpf.Map{objs.Counts0, objs.Counts1},
-		Stacks: [2]*ebpf.Map{objs.Stacks0, objs.Stacks1},
-		Active: objs.ActiveBuf,
-	}}
+	buf, err := stackprof.NewBuffers([2]*ebpf.Map{objs.Counts0, objs.Counts1}, [2]*ebpf.Map{objs.Stacks0, objs.Stacks1}, objs.ActiveBuf)
+	if err != nil {
+		_ = objs.Close()
+		return nil, fmt.Errorf("off_cpu: %w", err)
+	}
+	k := &kernel{objs: objs, minBlock: opts.MinBlock, buf: buf}
 	p := stackprof.New[Block](stackprof.Config{Name: Target, Kind: profiles.OffCPU(), MaxPIDs: opts.MaxPIDs, Trim: trimTracing}, setup, k)
 	if !opts.FramePointersOnly {
 		if err := k.startUnwinding(p, opts.MaxFrames); err != nil {
@@ -276,7 +277,7 @@ func (k *kernel) Forget(tgid uint32) {
 }
 
 func (k *kernel) Close() error {
-	return errors.Join(k.Attachment.Close(), k.objs.Close())
+	return errors.Join(k.Attachment.Close(), k.buf.Close(), k.objs.Close())
 }
 
 // Stats are profiler-wide totals since Open.

@@ -125,11 +125,12 @@ func Open(opts Options) (_ *Sampler, err error) {
 	if err != nil {
 		return nil, privilegeHint(err)
 	}
-	k := &kernel{objs: objs, buf: stackprof.Buffers{
-		Counts: [2]*ebpf.Map{objs.Counts0, objs.Counts1},
-		Stacks: [2]*ebpf.Map{objs.Stacks0, objs.Stacks1},
-		Active: objs.ActiveBuf,
-	}}
+	buf, err := stackprof.NewBuffers([2]*ebpf.Map{objs.Counts0, objs.Counts1}, [2]*ebpf.Map{objs.Stacks0, objs.Stacks1}, objs.ActiveBuf)
+	if err != nil {
+		_ = objs.Close()
+		return nil, fmt.Errorf("on_cpu: %w", err)
+	}
+	k := &kernel{objs: objs, buf: buf}
 	defer func() {
 		if err != nil {
 			_ = k.Close()
@@ -235,7 +236,7 @@ func (k *kernel) Close() error {
 		errs = append(errs, unix.Close(fd))
 	}
 	k.events = nil
-	return errors.Join(append(errs, k.objs.Close())...)
+	return errors.Join(append(errs, k.buf.Close(), k.objs.Close())...)
 }
 
 // Frequency is the sampling frequency in Hz.

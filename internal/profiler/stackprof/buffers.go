@@ -4,18 +4,15 @@ package stackprof
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/cilium/ebpf"
+
+	bpfload "github.com/contprof/contprof/bpf/load"
 )
 
 // MaxStackDepth is the number of frames a stack map value holds
 // (MAX_STACK_DEPTH in bpf/headers/contprof.h).
 const MaxStackDepth = 127
-
-// settleDelay is how long a buffer flip waits for programs that read the
-// old index to finish; they run for microseconds.
-const settleDelay = 2 * time.Millisecond
 
 // Buffers are the double-buffered counts and stack maps of a program
 // (DOUBLE_BUFFER in bpf/headers/contprof.h): the program writes the pair
@@ -24,21 +21,45 @@ type Buffers struct {
 	Counts, Stacks [2]*ebpf.Map
 	Active         *ebpf.Variable
 
+	grace  *bpfload.Grace
 	active uint32
 	cache  map[[2]int32][]uint64
 	trace  [MaxStackDepth]uint64
 }
 
-// Flip makes the program write the other pair and waits for programs in
-// flight; it returns the pair written until now, stable from then on. It
-// also forgets the stacks read during the previous collection.
+// NewBuffers returns the Buffers of a program's maps and active_buf
+// variable, with what their flips wait on; Close releases that.
+func NewBuffers(counts, stacks [2]*ebpf.Map, active *ebpf.Variable) (Buffers, error) {
+	g, err := bpfload.NewGrace()
+	if err != nil {
+		return Buffers{}, err
+	}
+	return Buffers{Counts: counts, Stacks: stacks, Active: active, grace: g}, nil
+}
+
+// Close releases what NewBuffers created (not the maps: the program's).
+func (b *Buffers) Close() error {
+	if b.grace == nil {
+		return nil
+	}
+	err := b.grace.Close()
+	b.grace = nil
+	return err
+}
+
+// Flip makes the program write the other pair and waits until no program
+// that may have read the old index is still running; it returns the pair
+// written until now, stable from then on. It also forgets the stacks read
+// during the previous collection.
 func (b *Buffers) Flip() (old uint32, err error) {
 	old = b.active
 	b.active ^= 1
 	if err := b.Active.Set(b.active); err != nil {
 		return old, fmt.Errorf("flip buffers: %w", err)
 	}
-	time.Sleep(settleDelay)
+	if err := b.grace.Wait(); err != nil {
+		return old, fmt.Errorf("flip buffers: wait for programs in flight: %w", err)
+	}
 	clear(b.cache)
 	return old, nil
 }
