@@ -43,7 +43,14 @@ func (g *Grace) Wait() error {
 	return g.outer.Update(uint32(0), g.inner, ebpf.UpdateAny)
 }
 
-// Close releases the maps.
+// Close releases the maps. The inner map is taken out of the outer one
+// first: the kernel frees an array of maps from a work queue and drops its
+// inner maps only then, so closing the outer map alone would leave the
+// inner one alive (and listed) for a moment after Close, or after exit.
 func (g *Grace) Close() error {
-	return errors.Join(g.outer.Close(), g.inner.Close())
+	var errs []error
+	if err := g.outer.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("grace period map: %w", err))
+	}
+	return errors.Join(append(errs, g.outer.Close(), g.inner.Close())...)
 }
