@@ -27,7 +27,7 @@ func StartTime(pid int) (string, error) {
 	if err := parseStat(b, &st); err != nil {
 		return "", err
 	}
-	if st.state == 'Z' || st.state == 'X' {
+	if st.exited() {
 		return "", errors.New("process has exited")
 	}
 	return strconv.FormatUint(st.startTicks, 10), nil

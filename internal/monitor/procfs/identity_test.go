@@ -2,8 +2,12 @@ package procfs
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestStartTimeAndNamespace(t *testing.T) {
@@ -19,5 +23,30 @@ func TestStartTimeAndNamespace(t *testing.T) {
 	}
 	if n, err := PIDMax(); err != nil || n < 300 {
 		t.Errorf("PIDMax: %d, %v", n, err)
+	}
+}
+
+// StartTime and CheckTarget agree on what has exited: a zombie leader
+// whose other thread runs is alive to both, a zombie to neither.
+func TestExitedAgreesWithCheckTarget(t *testing.T) {
+	leader := startChild(t, exec.Command(buildProgram(t, "zombieleader.c", "zombieleader")), true)
+	zombie := startChild(t, sleepCmd(), false)
+	_ = zombie.cmd.Process.Signal(unix.SIGKILL) // not waited for: stays a zombie
+	for _, c := range []struct {
+		pid   int32
+		alive bool
+	}{{leader.pid, true}, {zombie.pid, false}} {
+		var st string
+		var err error
+		for i := 0; i < 200; i++ { // SIGKILL is asynchronous
+			if st, err = StartTime(int(c.pid)); (err == nil) == c.alive {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		checkErr := CheckTarget("/proc", int(c.pid))
+		if (err == nil) != c.alive || (checkErr == nil) != c.alive {
+			t.Errorf("pid %d (alive %v): StartTime = %q, %v; CheckTarget = %v", c.pid, c.alive, st, err, checkErr)
+		}
 	}
 }

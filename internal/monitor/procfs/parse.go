@@ -17,6 +17,14 @@ import (
 // supports today (the ABI would break otherwise), so it is a constant here.
 const TicksPerSecond = 100
 
+// exited reports whether the process has exited: a zombie (or dead) thread
+// group. A zombie leader with threads still running (its main thread
+// called pthread_exit) is a live process: the state is the leader's, the
+// thread count the group's.
+func (st *statFields) exited() bool {
+	return st.state == 'Z' && st.numThreads <= 1 || st.state == 'X' || st.state == 'x'
+}
+
 // pfKthread is PF_KTHREAD from include/linux/sched.h.
 const pfKthread = 0x00200000
 

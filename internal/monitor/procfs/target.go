@@ -37,7 +37,7 @@ func CheckTarget(root string, pid int) error {
 	switch {
 	case st.flags&pfKthread != 0:
 		return &NotProfilableError{PID: pid, Comm: comm, Reason: "is a kernel thread: it has no user space to profile"}
-	case st.state == 'Z' && st.numThreads <= 1, st.state == 'X', st.state == 'x':
+	case st.exited():
 		return &NotProfilableError{PID: pid, Comm: comm, Reason: "is a zombie: it has exited and waits for its parent to reap it"}
 	}
 	return nil
