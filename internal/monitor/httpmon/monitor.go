@@ -419,9 +419,14 @@ func (m *Monitor) addLocked(pid uint32) error {
 
 func (m *Monitor) removeLocked(pid uint32) error {
 	delete(m.pids, pid)
-	if ps, ok := m.procs[pid]; ok {
-		ps.removed = true
+	// Its exchanges since the last Drain are in the kernel's series: the
+	// next Drain reports them once more, also for a process it never saw.
+	ps, ok := m.procs[pid]
+	if !ok {
+		ps = newProcState()
+		m.procs[pid] = ps
 	}
+	ps.removed = true
 	if err := m.targets.set(pid, false); err != nil {
 		return fmt.Errorf("http monitor: remove pid %d: %w", pid, err)
 	}

@@ -399,6 +399,26 @@ func TestPIDFilter(t *testing.T) {
 	if d := m.Drain(); len(d) != 0 {
 		t.Errorf("data after RemovePID: %v", d)
 	}
+	// A process removed before any Drain saw it: its exchanges are in the
+	// kernel's series and the next Drain reports them once.
+	if err := m.AddPID(a.pid()); err != nil {
+		t.Fatal(err)
+	}
+	load(t, []string{a.url + "/z"}, 5, 1)
+	time.Sleep(200 * time.Millisecond)
+	if err := m.RemovePID(a.pid()); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]uint64
+	if ph := m.Drain()[a.pid()]; ph != nil {
+		got = byKey(ph.Server)
+	}
+	if got["GET 200 /z"] != 5 {
+		t.Errorf("a removed before a Drain: series = %v, want 5×GET 200 /z", got)
+	}
+	if d := m.Drain(); len(d) != 0 {
+		t.Errorf("data after the removed process was reported: %v", d)
+	}
 	for _, bad := range []int{0, -1} {
 		if err := m.AddPID(bad); err == nil || !strings.Contains(err.Error(), strconv.Itoa(bad)) {
 			t.Errorf("AddPID(%d) = %v, want an error naming it", bad, err)
