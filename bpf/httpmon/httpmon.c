@@ -471,6 +471,10 @@ static __always_inline void on_response(struct conn_key *key, struct sock *rsk, 
 		return;
 
 	__u64 now = now_ns(rsk);
+	// A clock cache that this receive did not refresh after all would be
+	// older than the start: read the clock rather than wrap the duration.
+	if (now < s->start_ns)
+		now = bpf_ktime_get_ns();
 	s->key.status = status;
 	__u32 zero = 0;
 	__u32 *epoch = bpf_map_lookup_elem(&agg_epoch, &zero);
